@@ -1,0 +1,74 @@
+// Tokenizer: text <-> token ids, producing the same ids as the Hugging Face
+// `tokenizers` library for the formats real checkpoints ship:
+//   - tokenizer.json with a BPE model, either byte-level (GPT-2 / Llama 3 / Qwen:
+//     Split pre-tokenizer regex + ByteLevel) or SentencePiece-style (Llama 2 /
+//     Mistral / TinyLlama: Metaspace or Prepend+Replace normalizer, byte_fallback);
+//     added / special tokens are matched inside text as HF does;
+//   - SentencePiece `tokenizer.model` (through libsentencepiece).
+//
+// Thread-safety: immutable after Load; Encode/Decode may be called concurrently.
+#ifndef TANDEM_TOKENIZER_H_
+#define TANDEM_TOKENIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace tandem {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // `path` is a tokenizer.json, a tokenizer.model, or a model directory holding
+  // one of them (tokenizer.json preferred). Unsupported models/normalizers/
+  // pre-tokenizers are refused with an error naming them. For tokenizer.json the
+  // post-processor (e.g. Llama's BOS) is honoured when add_special_tokens is true.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
+
+  // Encodes UTF-8 text. Invalid UTF-8 gives InvalidArgument.
+  virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                                      bool add_special_tokens = true) const = 0;
+  // Decodes ids to UTF-8 text (ids out of range give InvalidArgument). Byte
+  // sequences that are not valid UTF-8 decode to U+FFFD, as HF does.
+  virtual absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
+                                             bool skip_special_tokens = false) const = 0;
+
+  virtual int32_t vocab_size() const = 0;  // including added tokens
+  // -1 when the tokenizer defines none.
+  virtual int32_t bos_id() const = 0;
+  virtual int32_t eos_id() const = 0;
+  // True for added tokens marked special (BOS, EOS, <|im_end|>, ...).
+  virtual bool IsSpecial(int32_t id) const = 0;
+  // Id of an exact token string, or -1.
+  virtual int32_t TokenToId(std::string_view token) const = 0;
+};
+
+// Incremental detokenizer for streaming: feed ids one at a time, get the text
+// that became final. Holds back bytes of an incomplete UTF-8 character and
+// handles SentencePiece's leading-space rule, so the concatenation of all
+// returned pieces equals Decode(all ids). Single-threaded; borrows `tokenizer`,
+// which must outlive it.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = true);
+  // Text that became final with this id (possibly empty).
+  absl::StatusOr<std::string> Push(int32_t id);
+  // Whatever is still held back (at end of generation).
+  std::string Flush();
+
+ private:
+  const Tokenizer& tokenizer_;
+  bool skip_special_tokens_;
+  std::vector<int32_t> ids_;
+  size_t emitted_bytes_ = 0;
+};
+
+}  // namespace tandem
+
+#endif  // TANDEM_TOKENIZER_H_
