@@ -2,8 +2,10 @@
 // from a Hugging Face `config.json`.
 //
 // Accepted `model_type`s: llama (Llama 1/2/3, TinyLlama, SmolLM), mistral, qwen2.
-// Anything else is refused with an error naming the field. Thread-compatible value
-// type.
+// Anything else is refused with an error naming the field. A config without
+// model_type is read as llama when "architectures" lists LlamaForCausalLM.
+// Defaults for absent fields follow transformers' config classes; a field set to
+// null counts as absent. Thread-compatible value type.
 #ifndef TANDEM_MODEL_CONFIG_H_
 #define TANDEM_MODEL_CONFIG_H_
 
@@ -25,6 +27,9 @@ struct RopeScaling {
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
 };
+
+bool operator==(const RopeScaling& a, const RopeScaling& b);
+inline bool operator!=(const RopeScaling& a, const RopeScaling& b) { return !(a == b); }
 
 struct ModelConfig {
   std::string model_type = "llama";
@@ -49,7 +54,9 @@ struct ModelConfig {
   bool attention_output_bias = false;
   // Bias on the MLP projections (Llama's mlp_bias).
   bool mlp_bias = false;
-  // Mistral: attention looks back at most this many positions (0 = unlimited).
+  // Mistral (and Qwen2 with use_sliding_window on every layer): attention looks
+  // back at most this many positions (0 = unlimited). Qwen2 configs that window
+  // only some layers (0 < max_window_layers < num_hidden_layers) are refused.
   int64_t sliding_window = 0;
   int64_t bos_token_id = -1;
   // config.json may give one id or a list.
@@ -64,14 +71,26 @@ struct ModelConfig {
   static absl::StatusOr<ModelConfig> FromJson(const std::string& json_text);
   // Reads and parses `path` (a config.json file).
   static absl::StatusOr<ModelConfig> FromFile(const std::string& path);
-  // Serializes to HF config.json text that FromJson reads back to an equal config.
+  // Serializes to HF config.json text (with "architectures", so transformers'
+  // AutoConfig / AutoModelForCausalLM read it) that FromJson reads back to an
+  // equal config. Combinations config.json cannot express are written in the
+  // architecture's own terms: Llama has one attention_bias flag (taken from
+  // `attention_bias`), Qwen2's biases are fixed, Mistral has none.
   std::string ToJson() const;
 
   // Number of query heads sharing one key/value head.
   int64_t kv_group_size() const { return num_attention_heads / num_key_value_heads; }
-  // Stable 64-bit hash of the architecture fields (used in model fingerprints).
+  // Stable 64-bit hash of the architecture fields (used in model fingerprints):
+  // FNV-1a over a canonical, versioned text of every field that changes what the
+  // network computes. torch_dtype and the token ids are excluded, so a bf16 and an
+  // f32 copy of one model share a fingerprint. Same value on every platform and
+  // build; changing the scheme is a wire-format change.
   uint64_t Fingerprint() const;
 };
+
+// Field-wise equality (doubles compared exactly).
+bool operator==(const ModelConfig& a, const ModelConfig& b);
+inline bool operator!=(const ModelConfig& a, const ModelConfig& b) { return !(a == b); }
 
 }  // namespace tandem
 

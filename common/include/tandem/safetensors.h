@@ -82,6 +82,7 @@ class CheckpointReader {
 
  private:
   CheckpointReader() = default;
+  std::string path_;  // as given to Open, for error messages
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsFile*, std::less<>> index_;
 };
