@@ -19,7 +19,7 @@
 // `TANDEM_ASSIGN_OR_RETURN(auto x, Foo());` assigns the value of an
 // absl::StatusOr<T> or returns its error from the enclosing function.
 #define TANDEM_ASSIGN_OR_RETURN(lhs, expr) \
-  TANDEM_ASSIGN_OR_RETURN_IMPL_(TANDEM_CONCAT_(tandem_statusor_, __LINE__), lhs, expr)
+  TANDEM_ASSIGN_OR_RETURN_IMPL_(TANDEM_CONCAT_(tandem_statusor_, __COUNTER__), lhs, expr)
 #define TANDEM_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                  \
   if (!tmp.ok()) return std::move(tmp).status();      \

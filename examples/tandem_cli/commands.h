@@ -1,0 +1,13 @@
+// Sub-commands of the `tandem` CLI. Each takes the arguments after the program
+// name: argv[0] is the sub-command's own name (e.g. "tokenize"), the flags
+// follow. Each returns the process exit code (0 on success, 1 on error with a
+// message on stderr).
+#ifndef TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_
+#define TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_
+
+// tandem tokenize --tokenizer FILE_OR_DIR [--decode] [--no-special]
+int RunTokenizeCommand(int argc, char** argv);
+// tandem generate --model DIR --prompt TEXT [--max-new-tokens N] [...]
+int RunGenerateCommand(int argc, char** argv);
+
+#endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

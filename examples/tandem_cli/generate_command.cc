@@ -1,0 +1,98 @@
+// tandem generate: full-model generation on a checkpoint, streaming tokens.
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "flags.h"
+#include "tandem/generate.h"
+#include "tandem/model.h"
+#include "tandem/threads.h"
+#include "tandem/tokenizer.h"
+
+namespace {
+
+constexpr char kHelp[] =
+    "usage: tandem generate --model DIR --prompt TEXT [flags]\n"
+    "  --max-new-tokens N   tokens to generate (default 64)\n"
+    "  --temperature T      0 = greedy (default 0)\n"
+    "  --top-k K            sample among the K most likely (default 0 = all)\n"
+    "  --top-p P            nucleus sampling mass (default 1)\n"
+    "  --seed S             sampling seed (default 0)\n"
+    "  --dtype D            float32 (default) or bfloat16\n"
+    "  --threads N          intra-op threads (default: $OMP_NUM_THREADS or all cores)\n";
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "tandem generate: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunGenerateCommand(int argc, char** argv) {
+  auto flags = tandem::cli::Flags::Parse(
+      argc - 1, argv + 1,
+      {"model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "dtype",
+       "threads"},
+      {"help"});
+  if (!flags.ok()) {
+    std::fprintf(stderr, "tandem generate: %s\n%s", std::string(flags.status().message()).c_str(),
+                 kHelp);
+    return 2;
+  }
+  if (flags->Has("help") || !flags->Has("model") || !flags->Has("prompt")) {
+    std::fputs(kHelp, stderr);
+    return flags->Has("help") ? 0 : 2;
+  }
+  tandem::GenerateParams params;
+  auto max_new = flags->GetInt("max-new-tokens", 64);
+  auto temperature = flags->GetDouble("temperature", 0.0);
+  auto top_k = flags->GetInt("top-k", 0);
+  auto top_p = flags->GetDouble("top-p", 1.0);
+  auto seed = flags->GetInt("seed", 0);
+  auto threads = flags->GetInt("threads", 0);
+  for (const absl::Status& s : {max_new.status(), temperature.status(), top_k.status(),
+                                top_p.status(), seed.status(), threads.status()}) {
+    if (!s.ok()) return Fail(s);
+  }
+  params.max_new_tokens = static_cast<int32_t>(*max_new);
+  params.sampling.temperature = static_cast<float>(*temperature);
+  params.sampling.top_k = static_cast<int32_t>(*top_k);
+  params.sampling.top_p = static_cast<float>(*top_p);
+  params.sampling.seed = static_cast<uint64_t>(*seed);
+
+  tandem::ModelOptions options;
+  const std::string dtype = flags->Get("dtype", "float32");
+  if (dtype == "bfloat16") {
+    options.dtype = at::kBFloat16;
+  } else if (dtype != "float32") {
+    return Fail(absl::InvalidArgumentError("--dtype must be float32 or bfloat16"));
+  }
+  tandem::SetComputeThreads(static_cast<int>(*threads));
+
+  const std::string dir = flags->Get("model");
+  auto model = tandem::Model::Load(dir, options);
+  if (!model.ok()) return Fail(model.status());
+  auto tokenizer = tandem::Tokenizer::Load(dir);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+
+  const std::string prompt = flags->Get("prompt");
+  std::cout << prompt << std::flush;
+  auto stats = tandem::GenerateFull(**model, **tokenizer, prompt, params,
+                                    [](const tandem::GeneratedToken& t) {
+                                      std::cout << t.text << std::flush;
+                                      return true;
+                                    });
+  std::cout << "\n";
+  if (!stats.ok()) return Fail(stats.status());
+  const double decode_rate =
+      stats->generated_tokens > 1 && stats->decode_seconds > 0
+          ? (stats->generated_tokens - 1) / stats->decode_seconds
+          : 0.0;
+  std::fprintf(stderr,
+               "[%lld prompt tokens, %lld generated; prefill+first token %.1f ms; "
+               "decode %.1f tokens/s]\n",
+               static_cast<long long>(stats->prompt_tokens),
+               static_cast<long long>(stats->generated_tokens), stats->prefill_seconds * 1e3,
+               decode_rate);
+  return 0;
+}

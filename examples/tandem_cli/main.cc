@@ -1,0 +1,34 @@
+// `tandem`: the command-line front end. One subcommand per file.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.h"
+
+namespace {
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: tandem <command> [flags]\n"
+               "commands:\n"
+               "  tokenize   --tokenizer FILE|DIR [--decode]   text on stdin -> ids (or back)\n"
+               "  generate   --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]\n"
+               "             [--top-k K] [--top-p P] [--seed S] [--dtype float32|bfloat16]\n"
+               "             [--threads N]\n"
+               "Run `tandem <command> --help` for a command's flags.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    Usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const char* command = argv[1];
+  // Subcommands see their own name as argv[0].
+  if (!std::strcmp(command, "tokenize")) return RunTokenizeCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "generate")) return RunGenerateCommand(argc - 1, argv + 1);
+  std::fprintf(stderr, "tandem: unknown command '%s'\n", command);
+  Usage();
+  return 2;
+}

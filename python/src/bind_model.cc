@@ -1,0 +1,170 @@
+// Python bindings of Model, KVCache and full-model generation. Every call that
+// computes releases the GIL; every error arrives as a Python exception.
+#include <ATen/ATen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "numpy_convert.h"
+#include "tandem/generate.h"
+#include "tandem/model.h"
+
+namespace py = pybind11;
+
+namespace tandem::python {
+namespace {
+
+absl::StatusOr<at::ScalarType> ParseDType(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return absl::InvalidArgumentError("dtype must be float32, bfloat16 or float16, got " + name);
+}
+
+py::dict ConfigDict(const ModelConfig& c) {
+  py::dict d;
+  d["model_type"] = c.model_type;
+  d["vocab_size"] = c.vocab_size;
+  d["hidden_size"] = c.hidden_size;
+  d["intermediate_size"] = c.intermediate_size;
+  d["num_hidden_layers"] = c.num_hidden_layers;
+  d["num_attention_heads"] = c.num_attention_heads;
+  d["num_key_value_heads"] = c.num_key_value_heads;
+  d["head_dim"] = c.head_dim;
+  d["max_position_embeddings"] = c.max_position_embeddings;
+  d["rope_theta"] = c.rope_theta;
+  d["rms_norm_eps"] = c.rms_norm_eps;
+  d["tie_word_embeddings"] = c.tie_word_embeddings;
+  d["attention_bias"] = c.attention_bias;
+  return d;
+}
+
+at::Tensor Positions(int64_t start, int64_t rows) {
+  return at::arange(start, start + rows, at::kLong);
+}
+
+}  // namespace
+
+void BindModel(py::module_& m) {
+  py::class_<KVCache>(m, "KVCache", "Per-sequence key/value cache of a range of layers.")
+      .def("length", &KVCache::length, py::arg("layer"))
+      .def_property_readonly("min_length", &KVCache::min_length)
+      .def_property_readonly("capacity", &KVCache::capacity)
+      .def_property_readonly("allocated_bytes", &KVCache::allocated_bytes)
+      .def_property_readonly("used_bytes", &KVCache::used_bytes)
+      .def("truncate", &KVCache::Truncate, py::arg("length"));
+
+  py::class_<Model>(m, "Model", "A Llama-family decoder loaded from a Hugging Face directory.")
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& dtype, int64_t layer_begin,
+             int64_t layer_end, bool load_embedding, bool load_head) {
+            ModelOptions o;
+            o.dtype = ValueOrThrow(ParseDType(dtype));
+            o.layer_begin = layer_begin;
+            o.layer_end = layer_end;
+            o.load_embedding = load_embedding;
+            o.load_head = load_head;
+            py::gil_scoped_release release;
+            return ValueOrThrow(Model::Load(path, o));
+          },
+          py::arg("path"), py::arg("dtype") = "float32", py::arg("layer_begin") = 0,
+          py::arg("layer_end") = -1, py::arg("load_embedding") = true,
+          py::arg("load_head") = true)
+      .def_property_readonly("config", [](const Model& self) { return ConfigDict(self.config()); })
+      .def_property_readonly("weight_bytes", &Model::weight_bytes)
+      .def(
+          "embed",
+          [](const Model& self, const py::array& ids) {
+            at::Tensor t = ToTensor(ids);
+            at::Tensor out;
+            {
+              py::gil_scoped_release release;
+              at::InferenceMode guard;
+              out = ValueOrThrow(self.Embed(t));
+            }
+            return ToNumpy(out);
+          },
+          py::arg("ids"), "ids int64 [T] -> hidden float32 [T, D]")
+      .def(
+          "forward_layers",
+          [](const Model& self, int64_t begin, int64_t end, const py::array& hidden,
+             int64_t start, KVCache* cache) {
+            at::Tensor h = ToTensor(hidden);
+            at::Tensor out;
+            {
+              py::gil_scoped_release release;
+              at::InferenceMode guard;
+              out = ValueOrThrow(
+                  self.ForwardLayers(begin, end, h, Positions(start, h.size(-2)), cache));
+            }
+            return ToNumpy(out);
+          },
+          py::arg("begin"), py::arg("end"), py::arg("hidden"), py::arg("start") = 0,
+          py::arg("cache") = nullptr,
+          "Runs layers [begin, end) on hidden [T, D] (rows at positions start..start+T-1).")
+      .def(
+          "logits_from_hidden",
+          [](const Model& self, const py::array& hidden) {
+            at::Tensor h = ToTensor(hidden);
+            at::Tensor out;
+            {
+              py::gil_scoped_release release;
+              at::InferenceMode guard;
+              out = ValueOrThrow(self.Logits(h));
+            }
+            return ToNumpy(out);
+          },
+          py::arg("hidden"), "Final norm + LM head.")
+      .def(
+          "logits",
+          [](const Model& self, const py::array& ids, KVCache* cache) {
+            at::Tensor t = ToTensor(ids);
+            at::Tensor out;
+            {
+              py::gil_scoped_release release;
+              at::InferenceMode guard;
+              const int64_t start = cache != nullptr ? cache->min_length() : 0;
+              at::Tensor h = ValueOrThrow(self.Embed(t));
+              h = ValueOrThrow(self.ForwardLayers(0, self.config().num_hidden_layers, h,
+                                                  Positions(start, t.size(-1)), cache));
+              out = ValueOrThrow(self.Logits(h));
+            }
+            return ToNumpy(out);
+          },
+          py::arg("ids"), py::arg("cache") = nullptr,
+          "Full model: ids int64 [T] -> logits float32 [T, V]; with a cache the ids "
+          "continue the cached sequence.")
+      .def(
+          "new_cache",
+          [](const Model& self, int64_t capacity) { return ValueOrThrow(self.NewCache(capacity)); },
+          py::arg("capacity"))
+      .def(
+          "save",
+          [](const Model& self, const std::string& dir, const std::string& dtype) {
+            at::ScalarType t = ValueOrThrow(ParseDType(dtype));
+            py::gil_scoped_release release;
+            ThrowIfError(self.Save(dir, t));
+          },
+          py::arg("dir"), py::arg("dtype") = "float32");
+
+  m.def(
+      "generate",
+      [](const Model& model, const std::vector<int32_t>& prompt_ids, int32_t max_new_tokens,
+         float temperature, int32_t top_k, float top_p, uint64_t seed, int32_t eos_id) {
+        GenerateParams p;
+        p.max_new_tokens = max_new_tokens;
+        p.sampling.temperature = temperature;
+        p.sampling.top_k = top_k;
+        p.sampling.top_p = top_p;
+        p.sampling.seed = seed;
+        py::gil_scoped_release release;
+        return ValueOrThrow(GenerateFullIds(model, prompt_ids, p, eos_id)).ids;
+      },
+      py::arg("model"), py::arg("prompt_ids"), py::arg("max_new_tokens") = 32,
+      py::arg("temperature") = 0.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f,
+      py::arg("seed") = 0, py::arg("eos_id") = -1,
+      "Full-model generation from token ids; returns the generated ids.");
+}
+
+}  // namespace tandem::python
