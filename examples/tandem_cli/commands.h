@@ -9,5 +9,7 @@
 int RunTokenizeCommand(int argc, char** argv);
 // tandem generate --model DIR --prompt TEXT [--max-new-tokens N] [...]
 int RunGenerateCommand(int argc, char** argv);
+// tandem random-model --out DIR --tokenizer FILE [--layers N] [...]
+int RunRandomModelCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

@@ -14,6 +14,7 @@ void Usage() {
                "  generate   --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]\n"
                "             [--top-k K] [--top-p P] [--seed S] [--dtype float32|bfloat16]\n"
                "             [--threads N]\n"
+               "  random-model --out DIR --tokenizer FILE [--layers N] [--hidden D] ...\n"
                "Run `tandem <command> --help` for a command's flags.\n");
 }
 
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   // Subcommands see their own name as argv[0].
   if (!std::strcmp(command, "tokenize")) return RunTokenizeCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "generate")) return RunGenerateCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "random-model")) return RunRandomModelCommand(argc - 1, argv + 1);
   std::fprintf(stderr, "tandem: unknown command '%s'\n", command);
   Usage();
   return 2;

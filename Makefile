@@ -1,0 +1,54 @@
+# Two commands for a new user (each installs what is missing, then builds):
+#   make test   - every test (C++ GoogleTest + pytest, through CTest)
+#   make demo   - generation on the demo model
+# Other targets: deps, build, bench, install, asan-test, clean.
+BUILD      ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= 2
+PREFIX     ?= /usr/local
+PYTHON     ?= /usr/bin/python3
+CMAKE_ARGS ?=
+
+TANDEM     := $(BUILD)/examples/tandem
+DEMO_MODEL := $(BUILD)/demo-model
+
+.PHONY: all deps configure build test demo bench install asan-test clean
+
+all: build
+
+deps:
+	tools/install_deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DPython_EXECUTABLE=$(PYTHON) $(CMAKE_ARGS)
+
+configure: deps $(BUILD)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+$(DEMO_MODEL)/config.json: | build
+	$(TANDEM) random-model --out $(DEMO_MODEL) --tokenizer tests/data/tokenizer/tiny_bytelevel.json
+
+demo: build $(DEMO_MODEL)/config.json
+	$(TANDEM) generate --model $(DEMO_MODEL) --prompt "In the beginning" --max-new-tokens 48 \
+	    --temperature 0.8 --seed 1
+
+bench: build
+	$(BUILD)/bench/tandem_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan-test: deps
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
+	    -DTANDEM_BUILD_PYTHON=OFF -DTANDEM_BUILD_BENCH=OFF -DPython_EXECUTABLE=$(PYTHON)
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan
