@@ -1,6 +1,7 @@
 #include "tandem/safetensors.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -225,6 +226,8 @@ TEST(Safetensors, WriterRejectsBadInput) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WriteSafetensors(path, {{"__metadata__", DType::kF32, {2}, v.data()}}).code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WriteSafetensors(path, {{"bad\xff", DType::kF32, {2}, v.data()}}).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(
       WriteSafetensors(dir.File("no/such/dir/x.safetensors"), {{"a", DType::kF32, {2}, v.data()}})
@@ -259,6 +262,15 @@ TEST(Safetensors, OpenMissingFileIsNotFound) {
 TEST(Safetensors, OpenDirectoryFails) {
   TempDir dir;
   EXPECT_FALSE(SafetensorsFile::Open(dir.path()).ok());
+}
+
+TEST(Safetensors, OpenFifoFailsWithoutBlocking) {
+  TempDir dir;
+  const std::string path = dir.File("fifo.safetensors");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_FALSE(file.ok());
+  EXPECT_THAT(std::string(file.status().message()), HasSubstr("not a regular file"));
 }
 
 TEST(Safetensors, AcceptsPaddingAndZeroSizedTensorsSharingAnOffset) {

@@ -3,8 +3,21 @@
 //
 // SafetensorsFile memory-maps a file and validates its header completely before
 // anything is returned: offsets in range, [begin, end) consistent with dtype and
-// shape, no two tensors overlapping, data section fully covered by the file. A
-// truncated or hostile file gives an absl::Status error, never a crash.
+// shape (with overflow checks), no two tensors overlapping, data section fully
+// covered by the file. A truncated or hostile file gives an absl::Status error,
+// never a crash. Error codes:
+//   NotFound / PermissionDenied ...  the file cannot be opened (from errno);
+//   DataLoss         the file is shorter than its header says (truncated);
+//   InvalidArgument  the header is malformed: bad JSON, not an object, unknown
+//                    dtype, negative or non-integer dims, size mismatch, overlap,
+//                    a name listed twice, "__metadata__" not a string map.
+// Messages name the file and, where there is one, the tensor.
+// Tolerated, as by most writers' readers: unused gaps between tensors and bytes
+// after the last tensor; unknown extra keys inside a tensor entry.
+//
+// The mapping is read-only and private. As with any mmap, truncating the file
+// on disk while it is open makes later reads fault (SIGBUS); replace checkpoints
+// by rename (as WriteSafetensors does), not in place.
 //
 // Thread-safety: a SafetensorsFile / CheckpointReader is immutable after Open and
 // safe to read from many threads. The `data` pointers in TensorInfo borrow the
@@ -32,7 +45,8 @@ size_t DTypeSize(DType dtype);
 // "F32", "BF16", ... as written in safetensors headers.
 const char* DTypeName(DType dtype);
 
-// A tensor inside a mapped file. `data` is not necessarily aligned.
+// A tensor inside a mapped file. `data` is not necessarily aligned (the format
+// packs tensors back to back); copy or use unaligned loads.
 struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
@@ -52,7 +66,7 @@ class SafetensorsFile {
   // Tensor names, sorted.
   const std::vector<std::string>& names() const { return names_; }
   bool Has(std::string_view name) const;
-  // NotFound if absent.
+  // NotFound if absent. Cheap (copies the name and shape, not the data).
   absl::StatusOr<TensorInfo> Get(std::string_view name) const;
   // The optional "__metadata__" string map.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -72,6 +86,12 @@ class SafetensorsFile {
 // by `model.safetensors.index.json` (weight_map), or otherwise every `*.safetensors`
 // file in the directory except `tandem_exits.safetensors`. A tensor name appearing
 // in two shards is an error. Also accepts a path to a single .safetensors file.
+//
+// With an index, the weight_map is authoritative: each shard must be a plain file
+// name in the directory (no '/', no ".."), must open cleanly and must contain
+// every tensor the index assigns to it (DataLoss otherwise); tensors a shard holds
+// but the index does not list are ignored. A missing path or a directory with no
+// safetensors file is NotFound.
 class CheckpointReader {
  public:
   static absl::StatusOr<std::unique_ptr<CheckpointReader>> Open(const std::string& path);
@@ -97,8 +117,12 @@ struct TensorToWrite {
 };
 
 // Writes a safetensors file (atomically: a temporary file renamed into place).
-// Tensors are laid out in name order, 8-byte aligned header as the format
-// recommends.
+// Tensors are laid out back to back in name order; the header is padded with
+// spaces to a multiple of 8 bytes so the data section starts 8-byte aligned, as
+// the format recommends. Names must be unique, non-empty, valid UTF-8 and not
+// "__metadata__"; dims non-negative; `data` non-null unless the tensor is empty.
+// Violations give InvalidArgument and leave `path` untouched; I/O failures give
+// the errno's code and remove the temporary file.
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata = {});

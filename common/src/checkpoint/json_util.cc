@@ -25,7 +25,7 @@ std::string Abbreviate(const nlohmann::json& j) {
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block us
   if (fd < 0) {
     int err = errno;
     return absl::Status(absl::ErrnoToStatusCode(err),

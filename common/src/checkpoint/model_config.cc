@@ -30,6 +30,19 @@ absl::Status FieldError(absl::string_view field, absl::string_view msg) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: \"", field, "\" ", msg));
 }
 
+// A JSON integer that fits in int64_t.
+absl::StatusOr<int64_t> ToInt64(const json& v, absl::string_view field) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return FieldError(field, absl::StrCat("is out of range: ", u));
+    }
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return FieldError(field, absl::StrCat("must be an integer, got ", json_util::Abbreviate(v)));
+}
+
 // Typed access to the fields of one JSON object. `prefix` qualifies field names in
 // errors ("rope_scaling.factor"). A field set to null counts as absent, as in
 // transformers (`None`).
@@ -52,16 +65,7 @@ class Fields {
       if (fallback) return *fallback;
       return FieldError(Name(key), "is required");
     }
-    if (v->is_number_unsigned()) {
-      uint64_t u = v->get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return FieldError(Name(key), absl::StrCat("is out of range: ", u));
-      }
-      return static_cast<int64_t>(u);
-    }
-    if (v->is_number_integer()) return v->get<int64_t>();
-    return FieldError(Name(key),
-                      absl::StrCat("must be an integer, got ", json_util::Abbreviate(*v)));
+    return ToInt64(*v, Name(key));
   }
 
   // A size: integer in [1, kMaxSize].
@@ -336,13 +340,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     TANDEM_ASSIGN_OR_RETURN(c.bos_token_id, f.Int("bos_token_id", -1));
     if (const json* eos = f.Find("eos_token_id")) {
       if (eos->is_array()) {
-        for (size_t i = 0; i < eos->size(); ++i) {
-          const json& e = (*eos)[i];
-          if (!e.is_number_integer()) {
-            return FieldError("eos_token_id",
-                              absl::StrCat("must hold integers, got ", json_util::Abbreviate(e)));
-          }
-          c.eos_token_ids.push_back(e.get<int64_t>());
+        for (const json& e : *eos) {
+          TANDEM_ASSIGN_OR_RETURN(int64_t id, ToInt64(e, "eos_token_id"));
+          c.eos_token_ids.push_back(id);
         }
       } else {
         TANDEM_ASSIGN_OR_RETURN(int64_t id, f.Int("eos_token_id", std::nullopt));
