@@ -52,21 +52,25 @@ class Tokenizer {
 // Incremental detokenizer for streaming: feed ids one at a time, get the text
 // that became final. Holds back bytes of an incomplete UTF-8 character and
 // handles SentencePiece's leading-space rule, so the concatenation of all
-// returned pieces equals Decode(all ids). Single-threaded; borrows `tokenizer`,
-// which must outlive it.
+// returned pieces plus Flush() equals Decode(all ids, skip_special_tokens).
+// Works like HF's DecodeStream: each Push decodes only a short window (the
+// previous token plus the pending ones), so streaming costs O(n) overall.
+// Single-threaded; borrows `tokenizer`, which must outlive it.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = true);
   // Text that became final with this id (possibly empty).
   absl::StatusOr<std::string> Push(int32_t id);
-  // Whatever is still held back (at end of generation).
+  // Whatever is still held back (at end of generation; an incomplete character
+  // comes out as U+FFFD as in Decode). Resets the decoder for a new stream.
   std::string Flush();
 
  private:
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
-  std::vector<int32_t> ids_;
-  size_t emitted_bytes_ = 0;
+  std::vector<int32_t> ids_;  // the decode window
+  std::string prefix_;        // Decode of ids_[0, prefix_index_)
+  size_t prefix_index_ = 0;   // ids_ before this were already emitted
 };
 
 }  // namespace tandem
