@@ -6,7 +6,8 @@
 //   node tools/tokenizer_golden.js            # all tokenizers found
 //   node tools/tokenizer_golden.js llama3     # just one
 //
-// Input: tests/data/tokenizer/strings.json. Output, one file per tokenizer:
+// Input: tests/data/tokenizer/strings.json plus 300 pseudo-random strings (fixed
+// seed) glued from tricky fragments. Output, one file per tokenizer:
 // tests/data/tokenizer/golden_<name>.json with, per string, the ids with and
 // without special tokens and the decoded text (with and without specials).
 'use strict';
@@ -26,8 +27,37 @@ const TOKENIZERS = {
   llama2: path.join(npmDir, 'tokenizers', 'llama2', 'tokenizer.json'),
 };
 
+// Fragments for the pseudo-random strings: whitespace kinds, contractions in
+// mixed case, digits and other numbers, letters needing NFC or case folding,
+// CJK, emoji with ZWJ/variation selectors, special-token look-alikes.
+const FRAGMENTS = [
+  ' ', '  ', '\t', '\n', '\r\n', 'a', 'B', 'z', 'é', 'e\u0301', 'ß', 'İ', 'ſ', '\u212a',
+  "'s", "'S", "'t", "'LL", "'", '0', '1', '7', '١', '²', '½', 'Ⅻ', '中', '文', '日', 'ー', '한',
+  '😀', '👨‍👩‍👧', '\u200d', '\ufe0f', '.', ',', '!', '?', '-', '_', '$', '(', ')', '\u00a0',
+  '\u3000', '\u2028', '\u0085', '\u000b', '<s>', '</s>', '<|im_end|>', '<|endoftext|>',
+  '<|begin_of_text|>', '<think>', '▁', 'hello', ' world', 'The', '123456', 'x\u0308', '\u0000',
+  '\u007f', '𝟙', 'ǅ', 'ﬁ', 'Ω', '\u2126', '\ufffd', '<0x41>', '<unk>', '<|bos|>', '<tool>',
+  '<mark>', '</mark>', 'the', ' the', 'tokens',
+];
+
+function randomStrings(count) {
+  let seed = 12345;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    let s = '';
+    for (let n = 1 + rnd(12); n > 0; n--) s += FRAGMENTS[rnd(FRAGMENTS.length)];
+    out.push(s);
+  }
+  return out;
+}
+
 async function main() {
-  const strings = JSON.parse(fs.readFileSync(path.join(dataDir, 'strings.json'), 'utf8')).strings;
+  const strings = JSON.parse(fs.readFileSync(path.join(dataDir, 'strings.json'), 'utf8')).strings
+      .concat(randomStrings(300));
   const wanted = process.argv.slice(2);
   const pkg = JSON.parse(fs.readFileSync(
       path.join(npmDir, 'node_modules', '@anush008', 'tokenizers', 'package.json'), 'utf8'));
