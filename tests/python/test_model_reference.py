@@ -44,7 +44,7 @@ def test_twenty_cached_decode_steps_match_reference(checkpoint):
         np.testing.assert_allclose(step_logits, want, atol=TOLERANCE, rtol=0)
         # Cached decode also equals a full re-run without cache.
         rerun = model.logits(np.array(ids, dtype=np.int64))[-1]
-        np.testing.assert_allclose(step_logits, rerun, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(step_logits, rerun, atol=TOLERANCE, rtol=0)
         ids.append(int(np.argmax(want)))
         step_logits = model.logits(np.array(ids[-1:], dtype=np.int64), cache)[-1]
     assert cache.min_length == len(ids)
