@@ -715,8 +715,8 @@ class HfTokenizer : public Tokenizer {
   }
   int32_t FindSpecial(std::initializer_list<const char*> names) const {
     for (const char* n : names) {
-      int32_t id = TokenToId(n);
-      if (id >= 0) return id;
+      auto it = added_by_content_.find(n);
+      if (it != added_by_content_.end()) return it->second;
     }
     return -1;
   }
@@ -836,7 +836,7 @@ absl::Status HfTokenizer::Init(const json& j, const json& config) {
   }
 
   // BOS/EOS: tokenizer_config.json when present, else the template, else the
-  // usual names.
+  // usual names among the added tokens.
   auto config_token = [&](const char* key) -> int32_t {
     if (!config.is_object() || !config.contains(key)) return -1;
     const json& v = config.at(key);
@@ -844,15 +844,19 @@ absl::Status HfTokenizer::Init(const json& j, const json& config) {
     if (v.is_object() && v.contains("content")) return TokenToId(v.at("content").get<std::string>());
     return -1;
   };
+  // A config that names no BOS (Qwen: "bos_token": null) means there is none.
+  auto config_has = [&](const char* key) { return config.is_object() && config.contains(key); };
   bos_id_ = config_token("bos_token");
   eos_id_ = config_token("eos_token");
-  if (bos_id_ < 0) {
+  if (bos_id_ < 0 && !config_has("bos_token")) {
     for (const auto& tmpl : post_processors_) {
       if (!tmpl.empty() && !tmpl[0].is_sequence && tmpl[0].ids.size() == 1) bos_id_ = tmpl[0].ids[0];
     }
   }
-  if (bos_id_ < 0) bos_id_ = FindSpecial({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"});
-  if (eos_id_ < 0) {
+  if (bos_id_ < 0 && !config_has("bos_token")) {
+    bos_id_ = FindSpecial({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"});
+  }
+  if (eos_id_ < 0 && !config_has("eos_token")) {
     eos_id_ = FindSpecial({"</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_end|>"});
   }
   return absl::OkStatus();
