@@ -1,5 +1,6 @@
 #include "tandem/safetensors.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -448,6 +449,15 @@ TEST(SafetensorsFuzz, RandomMutationsNeverCrash) {
   TempDir dir;
   const std::string valid = ValidFileBytes(dir);
   const std::string path = dir.File("fuzz.safetensors");
+  // Rewritten in place (pwrite + ftruncate): truncating and recreating a file
+  // 2000 times costs seconds on some filesystems.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  uint64_t valid_header_size = 0;
+  for (int i = 7; i >= 0; --i) {
+    valid_header_size = (valid_header_size << 8) | static_cast<uint8_t>(valid[i]);
+  }
+  ASSERT_GT(valid_header_size, 0u);
   std::mt19937 rng(12345);
   int opened = 0, failed = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -457,11 +467,12 @@ TEST(SafetensorsFuzz, RandomMutationsNeverCrash) {
     if (kind == 0) {  // truncate
       bytes.resize(rng() % (bytes.size() + 1));
     } else if (kind == 1) {  // flip a few random bytes anywhere
-      for (int k = 1 + rng() % 4; k > 0; --k)
+      for (int k = 1 + rng() % 4; k > 0; --k) {
         bytes[rng() % bytes.size()] = static_cast<char>(rng());
+      }
     } else if (kind == 2) {  // mutate the header text only, with JSON-ish characters
       static const char kChars[] = "{}[]\",:0123456789-.eE ";
-      const size_t header_end = std::min<size_t>(bytes.size(), 8 + static_cast<uint8_t>(bytes[0]));
+      const size_t header_end = 8 + valid_header_size;
       for (int k = 1 + rng() % 3; k > 0; --k) {
         size_t pos = 8 + rng() % (header_end - 8);
         bytes[pos] = kChars[rng() % (sizeof(kChars) - 1)];
@@ -469,7 +480,8 @@ TEST(SafetensorsFuzz, RandomMutationsNeverCrash) {
     } else {  // corrupt the length prefix
       bytes[rng() % 8] = static_cast<char>(rng());
     }
-    WriteBytes(path, bytes);
+    ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(bytes.size())), 0);
     auto file = SafetensorsFile::Open(path);
     if (!file.ok()) {
       ++failed;
@@ -485,9 +497,11 @@ TEST(SafetensorsFuzz, RandomMutationsNeverCrash) {
     }
     (void)sum;
   }
-  EXPECT_GT(opened, 0);
+  ::close(fd);
+  // Both outcomes occur, so the loop explores more than the first check.
+  EXPECT_GT(opened, 20);
   EXPECT_GT(failed, 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 // --- CheckpointReader -------------------------------------------------------
