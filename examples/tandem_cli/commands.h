@@ -11,5 +11,7 @@ int RunTokenizeCommand(int argc, char** argv);
 int RunGenerateCommand(int argc, char** argv);
 // tandem random-model --out DIR --tokenizer FILE [--layers N] [...]
 int RunRandomModelCommand(int argc, char** argv);
+// tandem train --train F.bin --valid F.bin --tokenizer T --out DIR [...]
+int RunTrainCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

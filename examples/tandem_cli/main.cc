@@ -15,6 +15,7 @@ void Usage() {
                "             [--top-k K] [--top-p P] [--seed S] [--dtype float32|bfloat16]\n"
                "             [--threads N]\n"
                "  random-model --out DIR --tokenizer FILE [--layers N] [--hidden D] ...\n"
+               "  train      --train F.bin --valid F.bin --tokenizer T --out DIR [...]\n"
                "Run `tandem <command> --help` for a command's flags.\n");
 }
 
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(command, "tokenize")) return RunTokenizeCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "generate")) return RunGenerateCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "random-model")) return RunRandomModelCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "train")) return RunTrainCommand(argc - 1, argv + 1);
   std::fprintf(stderr, "tandem: unknown command '%s'\n", command);
   Usage();
   return 2;
