@@ -11,6 +11,11 @@ tests/data/tokenizer/ so the tokenizer tests always have data, offline:
       ["a", "b"] array merges, decoder Sequence[Replace, ByteFallback, Fuse,
       Strip], BOS template.
 
+  tiny_metaspace/tokenizer.json  older SentencePiece-style conversion: Metaspace
+      pre-tokenizer (prepend_scheme "always", split), Metaspace decoder, no
+      byte_fallback (unknown characters become <unk>, not fused), no
+      post-processor.
+
 The merges are learned by a naive BPE on a small built-in corpus; only their
 consistency matters. Golden ids come from tools/tokenizer_golden.js.
 """
@@ -157,10 +162,24 @@ def sentencepiece_style():
     }
 
 
+def metaspace_variant():
+    tok = sentencepiece_style()
+    tok["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                            "split": True}
+    tok["decoder"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                      "split": True}
+    tok["post_processor"] = None
+    tok["model"]["byte_fallback"] = False
+    tok["model"]["fuse_unk"] = False
+    tok["model"]["merges"] = ["%s %s" % tuple(m) for m in tok["model"]["merges"]]
+    return tok
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(root, "tests", "data", "tokenizer")
-    for name, tok in (("tiny_bytelevel", byte_level()), ("tiny_sp", sentencepiece_style())):
+    for name, tok in (("tiny_bytelevel", byte_level()), ("tiny_sp", sentencepiece_style()),
+                      ("tiny_metaspace", metaspace_variant())):
         os.makedirs(os.path.join(out, name), exist_ok=True)
         with open(os.path.join(out, name, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(tok, f, ensure_ascii=False, indent=1)

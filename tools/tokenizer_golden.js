@@ -22,6 +22,7 @@ const {Tokenizer} = require(path.join(npmDir, 'node_modules', '@anush008', 'toke
 const TOKENIZERS = {
   tiny_bytelevel: path.join(dataDir, 'tiny_bytelevel', 'tokenizer.json'),
   tiny_sp: path.join(dataDir, 'tiny_sp', 'tokenizer.json'),
+  tiny_metaspace: path.join(dataDir, 'tiny_metaspace', 'tokenizer.json'),
   llama3: path.join(npmDir, 'tokenizers', 'llama3', 'tokenizer.json'),
   qwen3: path.join(npmDir, 'tokenizers', 'qwen3', 'tokenizer.json'),
   llama2: path.join(npmDir, 'tokenizers', 'llama2', 'tokenizer.json'),

@@ -20,7 +20,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: tandem tokenize --tokenizer FILE_OR_DIR [--decode] [--no-special]\n"
     "  Reads text on stdin and prints its token ids on one line; with --decode\n"
-    "  reads whitespace-separated ids and prints the text.\n";
+    "  reads whitespace-separated ids and prints the text. The text is taken\n"
+    "  verbatim, including any final newline.\n";
 
 int Fail(const std::string& message) {
   std::cerr << "tandem tokenize: " << message << "\n";

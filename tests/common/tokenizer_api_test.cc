@@ -360,6 +360,23 @@ TEST(TokenizerRegex, Llama3PatternPieces) {
   EXPECT_THAT(Split(kLlama3Pattern, "héllo wörld!!"), ElementsAre("héllo", " wörld", "!!"));
 }
 
+TEST(TokenizerRegex, CompilesKnownPatternFamilies) {
+  const char* patterns[] = {
+      // GPT-2 (ByteLevel use_regex)
+      R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)",
+      // GPT-4o / o200k
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+      // DeepSeek V3
+      R"([一-龥぀-ゟ゠-ヿ]+)",
+      R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+  };
+  for (const char* p : patterns) {
+    EXPECT_TRUE(tokenizer_internal::PretokRegex::Compile(p).ok()) << p;
+  }
+  EXPECT_THAT(Split(patterns[1], "HelloWorld's x"), ElementsAre("Hello", "World's", " x"));
+  EXPECT_THAT(Split(patterns[3], "a,bc [x] 東"), ElementsAre("a", ",bc", " [", "x", "]", " 東"));
+}
+
 TEST(TokenizerRegex, LazyPossessiveAndCounts) {
   EXPECT_THAT(Split("a+?", "aaa"), ElementsAre("a", "a", "a"));
   EXPECT_THAT(Split("a{2}", "aaaaa"), ElementsAre("aa", "aa"));

@@ -81,8 +81,8 @@ TEST_P(TokenizerGoldenTest, MatchesHuggingFace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, TokenizerGoldenTest,
-                         ::testing::Values("tiny_bytelevel", "tiny_sp", "llama3", "qwen3",
-                                           "llama2"),
+                         ::testing::Values("tiny_bytelevel", "tiny_sp", "tiny_metaspace", "llama3",
+                                           "qwen3", "llama2"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

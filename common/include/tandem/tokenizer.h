@@ -6,7 +6,34 @@
 //     added / special tokens are matched inside text as HF does;
 //   - SentencePiece `tokenizer.model` (through libsentencepiece).
 //
-// Thread-safety: immutable after Load; Encode/Decode may be called concurrently.
+// tokenizer.json components understood (anything else is refused at Load with
+// an error naming it, never approximated):
+//   normalizer:     NFC, Prepend, Replace, Strip, Sequence, null
+//   pre_tokenizer:  Split (String or Regex pattern; all behaviors, invert),
+//                   ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit,
+//                   Sequence, null. Regexes run on a built-in engine that
+//                   supports the constructs of the GPT-2, cl100k/o200k, Llama 3,
+//                   Qwen and DeepSeek patterns (\p{..} general categories,
+//                   lookahead, (?i:...), counted repeats); other constructs
+//                   (backreferences, lookbehind, \p{Script}) are refused.
+//   model:          BPE (string or pair merges, byte_fallback, unk/fuse_unk,
+//                   ignore_merges); no dropout or subword prefix/suffix.
+//   post_processor: TemplateProcessing (single), Bert/RobertaProcessing,
+//                   ByteLevel, Sequence, null.
+//   decoder:        ByteLevel, Metaspace, Replace (string), ByteFallback, Fuse,
+//                   Strip, Sequence, null.
+// BOS/EOS come from a tokenizer_config.json next to tokenizer.json when there is
+// one, else from the post-processor template and the usual token names.
+// Unicode tables (categories, NFC) are generated from Python's unicodedata by
+// tools/gen_unicode_tables.py; characters newer than that Unicode version may
+// be classified differently from HF's Oniguruma.
+//
+// For a tokenizer.model, encoding is SentencePiece's own (special-token strings
+// in text are not matched), with add_special_tokens prepending BOS as
+// LlamaTokenizer does; special ids are the control and unknown pieces.
+//
+// Thread-safety: immutable after Load (apart from an internal, mutex-guarded
+// word cache); Encode/Decode may be called concurrently.
 #ifndef TANDEM_TOKENIZER_H_
 #define TANDEM_TOKENIZER_H_
 
@@ -31,7 +58,9 @@ class Tokenizer {
   // post-processor (e.g. Llama's BOS) is honoured when add_special_tokens is true.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
 
-  // Encodes UTF-8 text. Invalid UTF-8 gives InvalidArgument.
+  // Encodes UTF-8 text. Invalid UTF-8 gives InvalidArgument. With
+  // add_special_tokens the post-processor's tokens (e.g. Llama's BOS) are added;
+  // special-token strings inside `text` are always matched as those tokens.
   virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                                       bool add_special_tokens = true) const = 0;
   // Decodes ids to UTF-8 text (ids out of range give InvalidArgument). Byte
