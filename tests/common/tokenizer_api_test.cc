@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -254,6 +255,27 @@ TEST(TokenizerMetadata, RealTokenizers) {
     EXPECT_EQ(t->eos_id(), 2);
     EXPECT_THAT(*t->Encode(""), ElementsAre(1));
   }
+}
+
+TEST(TokenizerConcurrency, ConcurrentEncodeMatchesSerial) {
+  auto tok = MustLoad(DataDir() + "/tiny_bytelevel");
+  std::vector<std::string> strings = TestStrings();
+  std::vector<std::vector<int32_t>> serial;
+  for (const std::string& s : strings) serial.push_back(*tok->Encode(s));
+  auto fresh = MustLoad(DataDir() + "/tiny_bytelevel");  // cold word cache
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = 0; i < strings.size(); ++i) {
+          if (*fresh->Encode(strings[i]) != serial[i]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_THAT(mismatches, ElementsAre(0, 0, 0, 0));
 }
 
 // ---- Streaming -------------------------------------------------------------------
