@@ -13,5 +13,11 @@ int RunGenerateCommand(int argc, char** argv);
 int RunRandomModelCommand(int argc, char** argv);
 // tandem train --train F.bin --valid F.bin --tokenizer T --out DIR [...]
 int RunTrainCommand(int argc, char** argv);
+// tandem train-exits --model DIR --exits 2,4 --train F.bin [...]
+int RunTrainExitsCommand(int argc, char** argv);
+// tandem calibrate --model DIR --data FILE [--target-agreement 0.99]
+int RunCalibrateCommand(int argc, char** argv);
+// tandem evaluate --model DIR --data FILE [--unigram-from F.bin]
+int RunEvaluateCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

@@ -16,6 +16,9 @@ void Usage() {
                "             [--threads N]\n"
                "  random-model --out DIR --tokenizer FILE [--layers N] [--hidden D] ...\n"
                "  train      --train F.bin --valid F.bin --tokenizer T --out DIR [...]\n"
+               "  train-exits --model DIR --exits 2,4 --train F.bin [...]\n"
+               "  calibrate  --model DIR --data FILE [--target-agreement 0.99] [--split S]\n"
+               "  evaluate   --model DIR --data FILE [--unigram-from F.bin]\n"
                "Run `tandem <command> --help` for a command's flags.\n");
 }
 
@@ -32,6 +35,9 @@ int main(int argc, char** argv) {
   if (!std::strcmp(command, "generate")) return RunGenerateCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "random-model")) return RunRandomModelCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "train")) return RunTrainCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "train-exits")) return RunTrainExitsCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "calibrate")) return RunCalibrateCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "evaluate")) return RunEvaluateCommand(argc - 1, argv + 1);
   std::fprintf(stderr, "tandem: unknown command '%s'\n", command);
   Usage();
   return 2;

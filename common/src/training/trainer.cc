@@ -15,6 +15,7 @@
 #include "tandem/model.h"
 #include "tandem/status_macros.h"
 #include "tandem/train.h"
+#include "training/autocast_scope.h"
 
 namespace tandem {
 namespace {
@@ -68,23 +69,6 @@ absl::StatusOr<std::vector<at::Tensor>> Losses(const Model& model, const at::Ten
   losses.insert(losses.end(), exit_losses.begin(), exit_losses.end());
   return losses;
 }
-
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool enabled_;
-};
 
 absl::Status ValidateOptions(const TrainOptions& o, const ModelConfig& c) {
   if (o.seq_len <= 0 || o.batch_size <= 0 || o.max_steps <= 0) {

@@ -1,0 +1,80 @@
+// Measuring exits on held-out text: perplexity of the full model and of each
+// exit head, and calibration of exit thresholds — for each confidence measure,
+// the agreement-vs-coverage curve of every exit against the full model's greedy
+// token, and the thresholds that maximise the share of tokens decided by exits
+// while the OVERALL agreement (exited tokens must match the full model's greedy
+// token; the rest are the full model's own) stays at or above a target.
+//
+// Text is cut into non-overlapping windows of seq_len + 1 tokens; each window
+// starts a fresh context (teacher forcing inside it).
+#ifndef TANDEM_CALIBRATION_H_
+#define TANDEM_CALIBRATION_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tandem/exit_heads.h"
+#include "tandem/model.h"
+
+namespace tandem {
+
+struct PerplexityResult {
+  int64_t tokens = 0;                     // predicted tokens
+  double full_nll = 0.0;                  // mean negative log-likelihood, nats
+  std::map<int64_t, double> exit_nll;     // per exit layer
+  double unigram_nll = 0.0;               // add-one unigram fitted on `unigram_fit`
+};
+
+// `tokens`: held-out ids. `unigram_fit`: ids to fit the unigram baseline on
+// (typically the training split); empty = skip the baseline. `heads` may be null.
+absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const ExitHeads* heads,
+                                                    const std::vector<int32_t>& tokens,
+                                                    const std::vector<int32_t>& unigram_fit,
+                                                    int64_t seq_len, int64_t max_tokens = 0);
+
+struct CurvePoint {
+  double threshold = 0.0;
+  double coverage = 0.0;   // share of all tokens whose confidence >= threshold
+  double agreement = 0.0;  // among those, share equal to the full model's token
+};
+
+struct MeasureCalibration {
+  ConfidenceMeasure measure = ConfidenceMeasure::kMaxProb;
+  std::map<int64_t, double> thresholds;       // chosen, per exit layer
+  std::map<int64_t, double> exit_share;       // share of tokens decided at each exit
+  double coverage = 0.0;                      // share decided by any exit
+  double agreement = 0.0;                     // overall, with the cascade
+  std::map<int64_t, std::vector<CurvePoint>> curves;  // per exit, standalone
+};
+
+struct CalibrationResult {
+  int64_t tokens = 0;
+  double target_agreement = 0.0;
+  std::map<int64_t, double> top1_agreement;  // each exit's argmax vs the full model's
+  std::vector<MeasureCalibration> measures;
+  size_t best = 0;  // index into measures with the highest coverage
+  // The best measure's thresholds in ExitHeads form.
+  ExitThresholds Chosen() const;
+};
+
+struct CalibrationOptions {
+  double target_agreement = 0.99;
+  int64_t seq_len = 256;
+  int64_t max_tokens = 0;  // 0 = all of `tokens`
+  // Only exits at layers <= max_layer take part (the split S); -1 = all.
+  int64_t max_layer = -1;
+};
+
+absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads& heads,
+                                            const std::vector<int32_t>& tokens,
+                                            const CalibrationOptions& options);
+
+// A fixed-width text table of curves and chosen thresholds.
+std::string FormatCalibration(const CalibrationResult& result);
+
+}  // namespace tandem
+
+#endif  // TANDEM_CALIBRATION_H_

@@ -1,0 +1,67 @@
+// tandem calibrate: chooses exit thresholds on held-out text so that the
+// overall agreement with the full model meets a target; prints the
+// agreement/coverage table and writes the thresholds into exits.json.
+#include <cstdio>
+
+#include "commands.h"
+#include "flags.h"
+#include "tandem/calibration.h"
+#include "tandem/threads.h"
+#include "token_input.h"
+
+namespace {
+
+constexpr char kHelp[] =
+    "usage: tandem calibrate --model DIR --data FILE [--target-agreement 0.99]\n"
+    "  [--split S] [--seq-len 256] [--max-tokens N] [--dry-run] [--threads N]\n"
+    "FILE is a .bin of uint16 ids or a text file (tokenized with the model's tokenizer).\n";
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "tandem calibrate: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunCalibrateCommand(int argc, char** argv) {
+  auto flags = tandem::cli::Flags::Parse(
+      argc - 1, argv + 1,
+      {"model", "data", "target-agreement", "split", "seq-len", "max-tokens", "threads"},
+      {"help", "dry-run"});
+  if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("data")) {
+    if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
+    std::fputs(kHelp, stderr);
+    return flags.ok() && flags->Has("help") ? 0 : 2;
+  }
+  tandem::CalibrationOptions o;
+  auto target = flags->GetDouble("target-agreement", 0.99);
+  auto split = flags->GetInt("split", -1);
+  auto seq_len = flags->GetInt("seq-len", 256);
+  auto max_tokens = flags->GetInt("max-tokens", 0);
+  auto threads = flags->GetInt("threads", 0);
+  for (const absl::Status& s : {target.status(), split.status(), seq_len.status(),
+                                max_tokens.status(), threads.status()}) {
+    if (!s.ok()) return Fail(s);
+  }
+  o.target_agreement = *target;
+  o.max_layer = *split;
+  o.seq_len = *seq_len;
+  o.max_tokens = *max_tokens;
+  tandem::SetComputeThreads(static_cast<int>(*threads));
+  const std::string dir = flags->Get("model");
+  auto model = tandem::Model::Load(dir);
+  if (!model.ok()) return Fail(model.status());
+  auto heads = tandem::ExitHeads::Load(dir, **model);
+  if (!heads.ok()) return Fail(heads.status());
+  auto tokens = tandem::cli::ReadTokens(flags->Get("data"), dir);
+  if (!tokens.ok()) return Fail(tokens.status());
+  auto result = tandem::Calibrate(**model, **heads, *tokens, o);
+  if (!result.ok()) return Fail(result.status());
+  std::fputs(tandem::FormatCalibration(*result).c_str(), stdout);
+  if (!flags->Has("dry-run")) {
+    (*heads)->set_thresholds(result->Chosen());
+    if (absl::Status s = (*heads)->Save(dir); !s.ok()) return Fail(s);
+    std::printf("wrote thresholds to %s/exits.json\n", dir.c_str());
+  }
+  return 0;
+}

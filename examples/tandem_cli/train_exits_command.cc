@@ -1,0 +1,93 @@
+// tandem train-exits: trains early-exit heads on a frozen checkpoint by
+// distillation (KL to the final layer) plus cross-entropy; writes
+// tandem_exits.safetensors + exits.json into the model directory (or --out).
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "commands.h"
+#include "flags.h"
+#include "tandem/exit_training.h"
+#include "tandem/threads.h"
+
+namespace {
+
+constexpr char kHelp[] =
+    "usage: tandem train-exits --model DIR --exits 2,4 --train FILE.bin [flags]\n"
+    "  --adapter-rank R (0)  --steps N (1000)  --batch B (8)  --seq-len T (256)\n"
+    "  --lr 1e-3  --kl-weight 1.0  --ce-weight 0.2  --max-minutes 0  --fp32\n"
+    "  --out DIR (default: the model directory)  --log-every 20  --threads N\n";
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "tandem train-exits: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunTrainExitsCommand(int argc, char** argv) {
+  auto flags = tandem::cli::Flags::Parse(
+      argc - 1, argv + 1,
+      {"model", "exits", "train", "adapter-rank", "steps", "batch", "seq-len", "lr", "kl-weight",
+       "ce-weight", "max-minutes", "out", "log-every", "threads", "seed"},
+      {"help", "fp32"});
+  if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("exits") ||
+      !flags->Has("train")) {
+    if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
+    std::fputs(kHelp, stderr);
+    return flags.ok() && flags->Has("help") ? 0 : 2;
+  }
+  absl::Status status;
+  auto integer = [&](const char* name, int64_t fallback) {
+    auto v = flags->GetInt(name, fallback);
+    if (!v.ok() && status.ok()) status = v.status();
+    return v.ok() ? *v : fallback;
+  };
+  auto real = [&](const char* name, double fallback) {
+    auto v = flags->GetDouble(name, fallback);
+    if (!v.ok() && status.ok()) status = v.status();
+    return v.ok() ? *v : fallback;
+  };
+  tandem::ExitTrainOptions o;
+  o.train_data = flags->Get("train");
+  o.max_steps = integer("steps", 1000);
+  o.batch_size = integer("batch", 8);
+  o.seq_len = integer("seq-len", 256);
+  o.learning_rate = real("lr", 1e-3);
+  o.kl_weight = real("kl-weight", 1.0);
+  o.ce_weight = real("ce-weight", 0.2);
+  o.max_minutes = real("max-minutes", 0.0);
+  o.bf16_autocast = !flags->Has("fp32");
+  o.seed = static_cast<uint64_t>(integer("seed", 1));
+  const int64_t rank = integer("adapter-rank", 0);
+  const int64_t log_every = integer("log-every", 20);
+  tandem::SetComputeThreads(static_cast<int>(integer("threads", 0)));
+  if (!status.ok()) return Fail(status);
+  std::vector<int64_t> exits;
+  for (absl::string_view part : absl::StrSplit(flags->Get("exits"), ',', absl::SkipEmpty())) {
+    int64_t layer;
+    if (!absl::SimpleAtoi(part, &layer)) return Fail(absl::InvalidArgumentError("bad --exits"));
+    exits.push_back(layer);
+  }
+  const std::string dir = flags->Get("model");
+  auto model = tandem::Model::Load(dir);
+  if (!model.ok()) return Fail(model.status());
+  auto heads = tandem::ExitHeads::Create(**model, exits, rank, o.seed);
+  if (!heads.ok()) return Fail(heads.status());
+  auto steps = tandem::TrainExitHeads(**model, **heads, o, [&](const tandem::ExitTrainProgress& p) {
+    if (p.step % log_every != 0 && p.step != p.max_steps) return;
+    std::fprintf(stderr, "step %lld/%lld  %.0fs", static_cast<long long>(p.step),
+                 static_cast<long long>(p.max_steps), p.elapsed_seconds);
+    for (size_t i = 0; i < p.kl.size(); ++i) {
+      std::fprintf(stderr, "  exit@%lld KL %.4f CE %.4f", static_cast<long long>(exits[i]), p.kl[i],
+                   p.ce[i]);
+    }
+    std::fprintf(stderr, "\n");
+  });
+  if (!steps.ok()) return Fail(steps.status());
+  const std::string out = flags->Get("out", dir);
+  if (absl::Status s = (*heads)->Save(out); !s.ok()) return Fail(s);
+  std::printf("trained exit heads at layers %s for %lld steps; wrote %s\n",
+              flags->Get("exits").c_str(), static_cast<long long>(*steps), out.c_str());
+  return 0;
+}
