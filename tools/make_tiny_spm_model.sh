@@ -29,8 +29,13 @@ cp "$TMP/m.model" "$OUT/tokenizer.model"
 python3 - "$OUT/tokenizer.model" "$ROOT/tests/data/tokenizer/golden_tiny_spm.json" <<'PY'
 import json, subprocess, sys
 model, out = sys.argv[1], sys.argv[2]
+import os
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(out))))
+extra = json.load(open(os.path.join(root, "tests", "data", "tokenizer", "strings.json")))["strings"]
 strings = ["Hello world", " leading and trailing ", "The quick brown fox.", "東京 😀 naïve",
            "unseen: Ωmega ẞ 🦀 \t tab", "12345 678", "", "a\nb"]
+# spm_encode reads lines: keep strings without line breaks or NULs.
+strings += [x for x in extra if not any(c in x for c in "\n\r\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")]
 cases = []
 for s in strings:
     r = subprocess.run(["spm_encode", "--model=" + model, "--output_format=id"],

@@ -1,5 +1,5 @@
-// SentencePiece tokenizer.model support through libsentencepiece. Encoding is
-// SentencePiece's own (which the HF slow LlamaTokenizer wraps); with
+// SentencePiece tokenizer.model support (native reader, see spm_backend.h).
+// Encoding is SentencePiece's own (which the HF slow LlamaTokenizer wraps); with
 // add_special_tokens the BOS id is prepended, as LlamaTokenizer does by
 // default. Special-token strings in the text are not matched (SentencePiece
 // treats "<s>" in text as plain characters).
