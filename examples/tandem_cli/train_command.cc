@@ -20,8 +20,8 @@ constexpr char kHelp[] =
     "      --intermediate 688 --context 512 --rope-theta 10000\n"
     "  schedule: --steps 8000 --batch 16 --seq-len 256 --lr 2e-3 --warmup 200\n"
     "      --min-lr-ratio 0.1 --weight-decay 0.1 --grad-clip 1.0 --max-minutes 0\n"
-    "  early-exit loss: --exit-layers 2,4 --exit-weight 0.3\n"
-    "  --fp32 (no bf16 autocast)  --no-resume  --eval-every 250  --save-every 500\n"
+    "  early-exit loss: --exit-layers 2,4 --exit-weight 0.3 --exit-stride 4\n"
+    "  --bf16 (autocast; only fast with AVX-512 BF16)  --no-resume  --eval-every 250  --save-every 500\n"
     "  --log-every 10  --seed 1  --threads N\n";
 
 int Fail(const absl::Status& s) {
@@ -43,9 +43,9 @@ int RunTrainCommand(int argc, char** argv) {
       argc - 1, argv + 1,
       {"train", "valid", "tokenizer", "out", "layers", "hidden", "heads", "kv-heads",
        "intermediate", "context", "rope-theta", "steps", "batch", "seq-len", "lr", "warmup",
-       "min-lr-ratio", "weight-decay", "grad-clip", "max-minutes", "exit-layers", "exit-weight",
+       "min-lr-ratio", "weight-decay", "grad-clip", "max-minutes", "exit-layers", "exit-weight", "exit-stride",
        "eval-every", "save-every", "log-every", "seed", "threads"},
-      {"help", "fp32", "no-resume"});
+      {"help", "bf16", "no-resume"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("train") || !flags->Has("valid") ||
       !flags->Has("tokenizer") || !flags->Has("out")) {
     if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
@@ -60,7 +60,7 @@ int RunTrainCommand(int argc, char** argv) {
   o.valid_data = flags->Get("valid");
   o.out_dir = flags->Get("out");
   o.resume = !flags->Has("no-resume");
-  o.bf16_autocast = !flags->Has("fp32");
+  o.bf16_autocast = flags->Has("bf16");
   tandem::ModelConfig& c = o.config;
   c.model_type = "llama";
   c.vocab_size = (*tokenizer)->vocab_size();
@@ -98,6 +98,7 @@ int RunTrainCommand(int argc, char** argv) {
   o.grad_clip = real("grad-clip", 1.0);
   o.max_minutes = real("max-minutes", 0.0);
   o.exit_loss_weight = real("exit-weight", 0.0);
+  o.exit_loss_stride = integer("exit-stride", 4);
   o.eval_every = integer("eval-every", 250);
   o.save_every = integer("save-every", 500);
   o.seed = static_cast<uint64_t>(integer("seed", 1));

@@ -15,7 +15,7 @@ namespace {
 constexpr char kHelp[] =
     "usage: tandem train-exits --model DIR --exits 2,4 --train FILE.bin [flags]\n"
     "  --adapter-rank R (0)  --steps N (1000)  --batch B (8)  --seq-len T (256)\n"
-    "  --lr 1e-3  --kl-weight 1.0  --ce-weight 0.2  --max-minutes 0  --fp32\n"
+    "  --lr 1e-3  --kl-weight 1.0  --ce-weight 0.2  --max-minutes 0  --bf16\n"
     "  --out DIR (default: the model directory)  --log-every 20  --threads N\n";
 
 int Fail(const absl::Status& s) {
@@ -30,7 +30,7 @@ int RunTrainExitsCommand(int argc, char** argv) {
       argc - 1, argv + 1,
       {"model", "exits", "train", "adapter-rank", "steps", "batch", "seq-len", "lr", "kl-weight",
        "ce-weight", "max-minutes", "out", "log-every", "threads", "seed"},
-      {"help", "fp32"});
+      {"help", "bf16"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("exits") ||
       !flags->Has("train")) {
     if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
@@ -57,7 +57,7 @@ int RunTrainExitsCommand(int argc, char** argv) {
   o.kl_weight = real("kl-weight", 1.0);
   o.ce_weight = real("ce-weight", 0.2);
   o.max_minutes = real("max-minutes", 0.0);
-  o.bf16_autocast = !flags->Has("fp32");
+  o.bf16_autocast = flags->Has("bf16");
   o.seed = static_cast<uint64_t>(integer("seed", 1));
   const int64_t rank = integer("adapter-rank", 0);
   const int64_t log_every = integer("log-every", 20);

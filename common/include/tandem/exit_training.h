@@ -24,7 +24,7 @@ struct ExitTrainOptions {
   int64_t warmup_steps = 50;
   double kl_weight = 1.0;     // weight of KL(final || exit)
   double ce_weight = 0.2;     // weight of cross-entropy on the next token
-  bool bf16_autocast = true;
+  bool bf16_autocast = false;  // see TrainOptions::bf16_autocast
   uint64_t seed = 1;
 };
 

@@ -36,10 +36,14 @@ at::Tensor Windows(const std::vector<uint16_t>& data, const std::vector<int64_t>
   return out;
 }
 
-double LearningRate(const TrainOptions& o, int64_t step) {
+// Linear warmup, then cosine decay to min_lr_ratio. With a wall-time limit the
+// decay follows whichever of steps or time runs out first, so a run cut by
+// max_minutes still ends at the floor learning rate.
+double LearningRate(const TrainOptions& o, int64_t step, double time_fraction) {
   if (step < o.warmup_steps) return o.learning_rate * (step + 1) / o.warmup_steps;
-  const double progress = static_cast<double>(step - o.warmup_steps) /
-                          std::max<int64_t>(1, o.max_steps - o.warmup_steps);
+  const double progress = std::max(static_cast<double>(step - o.warmup_steps) /
+                                       std::max<int64_t>(1, o.max_steps - o.warmup_steps),
+                                   time_fraction);
   const double cosine = 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
   return o.learning_rate * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine);
 }
@@ -47,7 +51,8 @@ double LearningRate(const TrainOptions& o, int64_t step) {
 // Cross-entropy of the final layer and of each exit layer (through the shared
 // final norm + LM head) for windows [B, seq_len + 1].
 absl::StatusOr<std::vector<at::Tensor>> Losses(const Model& model, const at::Tensor& windows,
-                                               const std::vector<int64_t>& exits) {
+                                               const std::vector<int64_t>& exits,
+                                               int64_t exit_stride) {
   const int64_t seq_len = windows.size(1) - 1;
   at::Tensor inputs = windows.narrow(1, 0, seq_len);
   at::Tensor targets = windows.narrow(1, 1, seq_len).reshape({-1});
@@ -56,11 +61,15 @@ absl::StatusOr<std::vector<at::Tensor>> Losses(const Model& model, const at::Ten
   TANDEM_ASSIGN_OR_RETURN(at::Tensor h, model.Embed(inputs));
   std::vector<at::Tensor> exit_losses;
   int64_t layer = 0;
+  // Exit losses use every `exit_stride`-th position: the LM head over the full
+  // vocabulary dominates their cost, and a subsample is an unbiased estimate.
+  at::Tensor exit_targets =
+      windows.narrow(1, 1, seq_len).slice(1, 0, seq_len, exit_stride).reshape({-1});
   for (int64_t e : exits) {
     TANDEM_ASSIGN_OR_RETURN(h, model.ForwardLayers(layer, e, h, positions, nullptr));
     layer = e;
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, model.Logits(h));
-    exit_losses.push_back(at::cross_entropy_loss(logits.view({-1, vocab}), targets));
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, model.Logits(h.slice(1, 0, seq_len, exit_stride)));
+    exit_losses.push_back(at::cross_entropy_loss(logits.view({-1, vocab}), exit_targets));
   }
   TANDEM_ASSIGN_OR_RETURN(
       h, model.ForwardLayers(layer, model.config().num_hidden_layers, h, positions, nullptr));
@@ -152,6 +161,7 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
   torch::optim::AdamW optimizer(groups, AdamWOptions(o.learning_rate));
 
   int64_t step = 0;
+  double previous_seconds = 0.0;  // wall time of earlier runs of this training
   try {
     if (resuming) {
       torch::serialize::InputArchive archive;
@@ -160,6 +170,10 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       at::Tensor saved_step;
       archive.read("step", saved_step);
       step = saved_step.item<int64_t>();
+      at::Tensor saved_seconds;
+      if (archive.try_read("elapsed_seconds", saved_seconds)) {
+        previous_seconds = saved_seconds.item<double>();
+      }
       std::fprintf(stderr, "resuming %s at step %lld\n", o.out_dir.c_str(),
                    static_cast<long long>(step));
     }
@@ -168,12 +182,17 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
                                             ": ", e.what_without_backtrace()));
   }
 
+  const Clock::time_point start = Clock::now();
   auto save = [&]() -> absl::Status {
     TANDEM_RETURN_IF_ERROR(model->Save(o.out_dir, at::kFloat));
     try {
       torch::serialize::OutputArchive archive;
       optimizer.save(archive);
       archive.write("step", at::tensor(step, at::kLong));
+      archive.write("elapsed_seconds",
+                    at::tensor(previous_seconds +
+                                   std::chrono::duration<double>(Clock::now() - start).count(),
+                               at::kDouble));
       const std::string tmp = (out / (std::string(kStateFile) + ".tmp")).string();
       archive.save_to(tmp);
       fs::rename(tmp, out / kStateFile);
@@ -196,7 +215,7 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       }
       AutocastScope autocast(o.bf16_autocast);
       TANDEM_ASSIGN_OR_RETURN(std::vector<at::Tensor> losses,
-                              Losses(*model, Windows(valid, starts, o.seq_len), o.exit_layers));
+                              Losses(*model, Windows(valid, starts, o.seq_len), o.exit_layers, 1));
       for (size_t i = 0; i < losses.size(); ++i) {
         sums[i] += losses[i].item<double>() * starts.size();
       }
@@ -208,7 +227,6 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
     return absl::OkStatus();
   };
 
-  const Clock::time_point start = Clock::now();
   const int64_t first_step = step;
   const int64_t span = static_cast<int64_t>(train.size()) - o.seq_len - 1;
   try {
@@ -217,7 +235,10 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       std::uniform_int_distribution<int64_t> pick(0, span);
       std::vector<int64_t> starts(o.batch_size);
       for (int64_t& s : starts) s = pick(rng);
-      const double lr = LearningRate(o, step);
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      const double time_fraction =
+          o.max_minutes > 0 ? (previous_seconds + elapsed) / (o.max_minutes * 60.0) : 0.0;
+      const double lr = LearningRate(o, step, time_fraction);
       for (auto& group : optimizer.param_groups()) {
         static_cast<AdamWOptions&>(group.options()).lr(lr);
       }
@@ -225,7 +246,8 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       {
         AutocastScope autocast(o.bf16_autocast);
         TANDEM_ASSIGN_OR_RETURN(std::vector<at::Tensor> losses,
-                                Losses(*model, Windows(train, starts, o.seq_len), o.exit_layers));
+                                Losses(*model, Windows(train, starts, o.seq_len), o.exit_layers,
+                                       o.exit_loss_stride));
         final_loss = losses[0];
         loss = losses[0];
         if (losses.size() > 1 && o.exit_loss_weight > 0) {
@@ -249,7 +271,8 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       const double tokens = static_cast<double>(step - first_step) * o.batch_size * o.seq_len;
       p.tokens_per_second = tokens / std::max(1e-9, p.elapsed_seconds);
       p.eta_seconds = p.elapsed_seconds / (step - first_step) * (o.max_steps - step);
-      const bool out_of_time = o.max_minutes > 0 && p.elapsed_seconds > o.max_minutes * 60.0;
+      const bool out_of_time =
+          o.max_minutes > 0 && previous_seconds + p.elapsed_seconds > o.max_minutes * 60.0;
       const bool last = step == o.max_steps || out_of_time;
       if (step % o.eval_every == 0 || last) TANDEM_RETURN_IF_ERROR(validate(&p));
       if (on_progress) on_progress(p);
