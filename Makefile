@@ -10,7 +10,10 @@ PYTHON     ?= /usr/bin/python3
 CMAKE_ARGS ?=
 
 TANDEM     := $(BUILD)/examples/tandem
-DEMO_MODEL := $(BUILD)/demo-model
+# The shipped model once its weights are committed; until then a random model
+# of the same architecture with the shipped tokenizer.
+SHIPPED    := models/tandem-tiny
+DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
 .PHONY: all deps configure build test demo bench install asan-test clean
 
@@ -30,12 +33,12 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
-$(DEMO_MODEL)/config.json: | build
-	$(TANDEM) random-model --out $(DEMO_MODEL) --tokenizer tests/data/tokenizer/tiny_bytelevel.json
+$(BUILD)/demo-model/config.json: | build
+	$(TANDEM) random-model --out $(BUILD)/demo-model --tokenizer $(SHIPPED)/tokenizer.json \
+	    --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 688
 
 demo: build $(DEMO_MODEL)/config.json
-	$(TANDEM) generate --model $(DEMO_MODEL) --prompt "In the beginning" --max-new-tokens 48 \
-	    --temperature 0.8 --seed 1
+	$(TANDEM) generate --model $(DEMO_MODEL) --prompt "And it came to pass" --max-new-tokens 48
 
 bench: build
 	$(BUILD)/bench/tandem_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
