@@ -14,6 +14,8 @@ namespace {
 constexpr char kHelp[] =
     "usage: tandem calibrate --model DIR --data FILE [--target-agreement 0.99]\n"
     "  [--split S] [--seq-len 256] [--max-tokens N] [--dry-run] [--threads N]\n"
+    "  --apply: do not calibrate; measure the thresholds already in exits.json\n"
+    "           (edge share and overall agreement), with --json for tools\n"
     "FILE is a .bin of uint16 ids or a text file (tokenized with the model's tokenizer).\n";
 
 int Fail(const absl::Status& s) {
@@ -27,7 +29,7 @@ int RunCalibrateCommand(int argc, char** argv) {
   auto flags = tandem::cli::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "data", "target-agreement", "split", "seq-len", "max-tokens", "threads"},
-      {"help", "dry-run"});
+      {"help", "dry-run", "apply", "json"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("data")) {
     if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
     std::fputs(kHelp, stderr);
@@ -55,6 +57,26 @@ int RunCalibrateCommand(int argc, char** argv) {
   if (!heads.ok()) return Fail(heads.status());
   auto tokens = tandem::cli::ReadTokens(flags->Get("data"), dir);
   if (!tokens.ok()) return Fail(tokens.status());
+  if (flags->Has("apply")) {
+    auto r = tandem::EvaluateThresholds(**model, **heads, (*heads)->thresholds(), *tokens,
+                                        o.seq_len, o.max_tokens);
+    if (!r.ok()) return Fail(r.status());
+    if (flags->Has("json")) {
+      std::printf("{\"tokens\": %lld, \"edge_share\": %.6f, \"agreement\": %.6f",
+                  static_cast<long long>(r->tokens), r->coverage, r->agreement);
+      for (const auto& [layer, share] : r->exit_share) {
+        std::printf(", \"exit_%lld_share\": %.6f", static_cast<long long>(layer), share);
+      }
+      std::printf("}\n");
+    } else {
+      std::printf("%lld tokens: edge share %.2f%%, overall agreement %.4f\n",
+                  static_cast<long long>(r->tokens), 100.0 * r->coverage, r->agreement);
+      for (const auto& [layer, share] : r->exit_share) {
+        std::printf("  exit %lld decides %.2f%%\n", static_cast<long long>(layer), 100.0 * share);
+      }
+    }
+    return 0;
+  }
   auto result = tandem::Calibrate(**model, **heads, *tokens, o);
   if (!result.ok()) return Fail(result.status());
   std::fputs(tandem::FormatCalibration(*result).c_str(), stdout);

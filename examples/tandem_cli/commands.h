@@ -19,5 +19,7 @@ int RunTrainExitsCommand(int argc, char** argv);
 int RunCalibrateCommand(int argc, char** argv);
 // tandem evaluate --model DIR --data FILE [--unigram-from F.bin]
 int RunEvaluateCommand(int argc, char** argv);
+// tandem export --model DIR --out DIR [--dtype float16]
+int RunExportCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

@@ -19,6 +19,7 @@ void Usage() {
                "  train-exits --model DIR --exits 2,4 --train F.bin [...]\n"
                "  calibrate  --model DIR --data FILE [--target-agreement 0.99] [--split S]\n"
                "  evaluate   --model DIR --data FILE [--unigram-from F.bin]\n"
+               "  export     --model DIR --out DIR [--dtype float16]\n"
                "Run `tandem <command> --help` for a command's flags.\n");
 }
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(command, "train-exits")) return RunTrainExitsCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "calibrate")) return RunCalibrateCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "evaluate")) return RunEvaluateCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "export")) return RunExportCommand(argc - 1, argv + 1);
   std::fprintf(stderr, "tandem: unknown command '%s'\n", command);
   Usage();
   return 2;

@@ -72,6 +72,19 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
                                             const std::vector<int32_t>& tokens,
                                             const CalibrationOptions& options);
 
+// The edge's cascade with fixed `thresholds` on held-out text: the share of
+// tokens each exit decides and the overall agreement with the full model.
+struct ThresholdEvaluation {
+  int64_t tokens = 0;
+  double coverage = 0.0;
+  double agreement = 0.0;
+  std::map<int64_t, double> exit_share;
+};
+absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const ExitHeads& heads,
+                                                       const ExitThresholds& thresholds,
+                                                       const std::vector<int32_t>& tokens,
+                                                       int64_t seq_len, int64_t max_tokens = 0);
+
 // A fixed-width text table of curves and chosen thresholds.
 std::string FormatCalibration(const CalibrationResult& result);
 

@@ -238,6 +238,54 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
   return result;
 }
 
+absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const ExitHeads& heads,
+                                                       const ExitThresholds& thresholds,
+                                                       const std::vector<int32_t>& tokens,
+                                                       int64_t seq_len, int64_t max_tokens) {
+  std::vector<int64_t> exits;
+  std::vector<double> thr;
+  for (const auto& [layer, value] : thresholds.by_layer) {
+    if (!heads.HasLayer(layer)) {
+      return absl::InvalidArgumentError(absl::StrCat("threshold for layer ", layer,
+                                                     " which has no exit head"));
+    }
+    exits.push_back(layer);
+    thr.push_back(value);
+  }
+  if (exits.empty()) return absl::InvalidArgumentError("no thresholds to evaluate");
+  ThresholdEvaluation r;
+  std::vector<int64_t> decided(exits.size(), 0);
+  int64_t wrong = 0;
+  try {
+    TANDEM_RETURN_IF_ERROR(ForEachWindow(
+        model, &heads, exits, tokens, seq_len, max_tokens,
+        [&](const at::Tensor& logits, const std::vector<at::Tensor>& exit_logits,
+            const at::Tensor&) {
+          at::Tensor full = logits.argmax(-1).contiguous();
+          const int64_t n = full.size(0);
+          at::Tensor taken = at::zeros({n}, at::kBool);
+          for (size_t i = 0; i < exits.size(); ++i) {
+            auto [conf, token] = Confidence(exit_logits[i], thresholds.measure);
+            at::Tensor leaves = (conf >= thr[i]).logical_and(taken.logical_not());
+            decided[i] += leaves.sum().item<int64_t>();
+            wrong += leaves.logical_and(token != full).sum().item<int64_t>();
+            taken = taken.logical_or(leaves);
+          }
+          r.tokens += n;
+        }));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("EvaluateThresholds: ", e.what_without_backtrace()));
+  }
+  int64_t covered = 0;
+  for (size_t i = 0; i < exits.size(); ++i) {
+    r.exit_share[exits[i]] = static_cast<double>(decided[i]) / r.tokens;
+    covered += decided[i];
+  }
+  r.coverage = static_cast<double>(covered) / r.tokens;
+  r.agreement = 1.0 - static_cast<double>(wrong) / r.tokens;
+  return r;
+}
+
 ExitThresholds CalibrationResult::Chosen() const {
   ExitThresholds t;
   const MeasureCalibration& m = measures.at(best);
