@@ -55,6 +55,9 @@ def main():
     ap.add_argument("--train-log", default="data/runs/train.log")
     ap.add_argument("--exits-log", default="data/runs/train_exits.log")
     ap.add_argument("--split", type=int, default=4)
+    ap.add_argument("--calibration-log", default="data/runs/calibrate.log",
+                    help="output of the `tandem calibrate` run that chose the thresholds; "
+                         "re-measured (slow) when absent")
     args = ap.parse_args()
     t, m, c = args.tandem, args.model, args.corpus
 
@@ -67,10 +70,12 @@ def main():
                                "--seq-len", str(SEQ_LEN), "--json"]))
     test_exits = last_json(run([t, "calibrate", "--model", m, "--data", f"{c}/test.bin",
                                 "--seq-len", str(SEQ_LEN), "--apply", "--json"]))
-    valid_table = run([t, "calibrate", "--model", m, "--data", f"{c}/valid.bin",
+    log = os.path.join(ROOT, args.calibration_log) if args.calibration_log else ""
+    valid_table = open(log).read() if os.path.exists(log) else run([t, "calibrate", "--model", m, "--data", f"{c}/valid.bin",
                        "--seq-len", str(SEQ_LEN), "--split", str(args.split),
                        "--target-agreement", str(exits["thresholds"]["target_agreement"]),
                        "--dry-run"])
+    valid_table = "\n".join(l for l in valid_table.splitlines() if not l.startswith("wrote "))
     samples = [(p, run([t, "generate", "--model", m, "--prompt", p, "--max-new-tokens", "40"])
                 .strip()) for p in PROMPTS]
     train_final, valid_history = training_summary(args.train_log)
