@@ -21,5 +21,7 @@ int RunCalibrateCommand(int argc, char** argv);
 int RunEvaluateCommand(int argc, char** argv);
 // tandem export --model DIR --out DIR [--dtype float16]
 int RunExportCommand(int argc, char** argv);
+// tandem edge --model DIR --prompt TEXT [--split 4 --exits 2,4 --threshold T]
+int RunEdgeCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

@@ -14,6 +14,8 @@ void Usage() {
                "  generate   --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]\n"
                "             [--top-k K] [--top-p P] [--seed S] [--dtype float32|bfloat16]\n"
                "             [--threads N]\n"
+               "  edge       --model DIR --prompt TEXT [--split S] [--exits 2,4] [--threshold T]\n"
+               "             [--max-new-tokens N] ...   standalone edge generation + exit stats\n"
                "  random-model --out DIR --tokenizer FILE [--layers N] [--hidden D] ...\n"
                "  train      --train F.bin --valid F.bin --tokenizer T --out DIR [...]\n"
                "  train-exits --model DIR --exits 2,4 --train F.bin [...]\n"
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   // Subcommands see their own name as argv[0].
   if (!std::strcmp(command, "tokenize")) return RunTokenizeCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "generate")) return RunGenerateCommand(argc - 1, argv + 1);
+  if (!std::strcmp(command, "edge")) return RunEdgeCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "random-model")) return RunRandomModelCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "train")) return RunTrainCommand(argc - 1, argv + 1);
   if (!std::strcmp(command, "train-exits")) return RunTrainExitsCommand(argc - 1, argv + 1);
