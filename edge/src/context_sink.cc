@@ -4,7 +4,8 @@
 
 namespace tandem::edge {
 
-void RecordingSink::OnBegin() {
+void RecordingSink::OnBegin(const SequenceInfo& info) {
+  (void)info;
   chunks_.clear();
   first_positions_.clear();
   row_counts_.clear();

@@ -339,7 +339,10 @@ absl::StatusOr<StepResult> EdgeSequence::Start(absl::Span<const int32_t> prompt,
     sampling_ = sampling;
     sampler_.emplace(sampling);
     finished_ = false;
-    if (sink_ != nullptr) sink_->OnBegin();
+    if (sink_ != nullptr) {
+      sink_->OnBegin(SequenceInfo{sampling, cache_->capacity()});
+      sink_->OnInput(0, prompt);
+    }
     StepResult result;
     TANDEM_RETURN_IF_ERROR(Advance(x, /*decide=*/true, /*may_defer=*/false, &result));
     started_ = true;
@@ -361,6 +364,7 @@ absl::StatusOr<StepResult> EdgeSequence::Step(int32_t token) {
     at::InferenceMode guard;
     TANDEM_ASSIGN_OR_RETURN(
         at::Tensor x, engine_.model().Embed(at::full({1}, static_cast<int64_t>(token), at::kLong)));
+    if (sink_ != nullptr) sink_->OnInput(position_, absl::MakeConstSpan(&token, 1));
     StepResult result;
     absl::Status status = Advance(x, /*decide=*/true, /*may_defer=*/true, &result);
     if (!status.ok()) {

@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
+#include "tandem/fingerprint.h"
 #include "tandem/status_macros.h"
 
 namespace tandem::edge {
@@ -67,6 +68,26 @@ void Count(const StepResult& r, ExitCounts* counts) {
   }
 }
 
+CloudLinkStats Difference(const CloudLinkStats& a, const CloudLinkStats& b) {
+  CloudLinkStats d;
+  d.bytes_up = a.bytes_up - b.bytes_up;
+  d.bytes_down = a.bytes_down - b.bytes_down;
+  d.context_bytes = a.context_bytes - b.context_bytes;
+  d.continue_bytes = a.continue_bytes - b.continue_bytes;
+  d.context_rows = a.context_rows - b.context_rows;
+  d.requests = a.requests - b.requests;
+  d.cloud_tokens = a.cloud_tokens - b.cloud_tokens;
+  d.failed_requests = a.failed_requests - b.failed_requests;
+  d.connects = a.connects - b.connects;
+  d.connect_failures = a.connect_failures - b.connect_failures;
+  d.resyncs = a.resyncs - b.resyncs;
+  d.resync_token_positions = a.resync_token_positions - b.resync_token_positions;
+  d.resync_hidden_positions = a.resync_hidden_positions - b.resync_hidden_positions;
+  d.request_seconds = a.request_seconds - b.request_seconds;
+  d.cloud_compute_seconds = a.cloud_compute_seconds - b.cloud_compute_seconds;
+  return d;
+}
+
 }  // namespace
 
 const char* StopReasonName(StopReason r) {
@@ -93,8 +114,22 @@ absl::StatusOr<std::unique_ptr<EdgeSession>> EdgeSession::Create(const EdgeOptio
     auto session = std::unique_ptr<EdgeSession>(new EdgeSession());
     TANDEM_ASSIGN_OR_RETURN(session->engine_, EdgeEngine::Create(options));
     TANDEM_ASSIGN_OR_RETURN(session->tokenizer_, Tokenizer::Load(options.model_dir));
-    TANDEM_ASSIGN_OR_RETURN(session->sequence_,
-                            session->engine_->NewSequence(0, options.context_sink));
+    ContextSink* sink = options.context_sink;
+    if (!options.cloud.address.empty()) {
+      const EdgeEngine& engine = *session->engine_;
+      TANDEM_ASSIGN_OR_RETURN(uint64_t fingerprint,
+                              SplitFingerprint(engine.model(), engine.split()));
+      TANDEM_ASSIGN_OR_RETURN(
+          session->link_,
+          CloudLink::Create(options.cloud, fingerprint, engine.split(), engine.exit_layers(),
+                            engine.model().config().hidden_size));
+      session->link_->set_forward(options.context_sink);
+      sink = session->link_.get();
+    }
+    TANDEM_ASSIGN_OR_RETURN(session->sequence_, session->engine_->NewSequence(0, sink));
+    if (session->link_ != nullptr) {
+      session->sequence_->set_cloud(session->link_.get(), options.cloud.request_timeout);
+    }
     return session;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("EdgeSession::Create: ", e.what_without_backtrace()));
@@ -103,7 +138,11 @@ absl::StatusOr<std::unique_ptr<EdgeSession>> EdgeSession::Create(const EdgeOptio
   }
 }
 
-EdgeSession::~EdgeSession() = default;
+EdgeSession::~EdgeSession() {
+  // The sequence borrows the link: drop it first.
+  sequence_.reset();
+  link_.reset();
+}
 
 void EdgeSession::Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
@@ -169,6 +208,7 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
   if (options.max_new_tokens == 0) return summary;
 
   const Clock::time_point start = Clock::now();
+  const CloudLinkStats link_before = link_ ? link_->stats() : CloudLinkStats();
   std::optional<StreamDecoder> decoder;
   if (with_text) decoder.emplace(*tokenizer_);
   StopFilter filter(options.stop_strings);
@@ -275,6 +315,7 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
     }
   }
   summary.bytes_to_sink = sequence_->bytes_to_sink();
+  if (link_ != nullptr) summary.cloud = Difference(link_->stats(), link_before);
   summary.total_seconds = SecondsSince(start);
   {
     absl::MutexLock lock(&mu_);

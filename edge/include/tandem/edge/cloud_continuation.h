@@ -1,11 +1,8 @@
 // CloudContinuation: the seam through which the edge asks the cloud for a token
 // no edge exit was confident about (DESIGN.md, decode step 3, collaborative mode).
 //
-// THIS ISSUE SHIPS ONLY STANDALONE MODE. Nothing in Tandem implements this
-// interface yet and EdgeSession never installs one; the gRPC client of the cloud
-// issue will. EdgeSequence::set_cloud() accepts an implementation so that the
-// decode step's control flow (ask, honour the deadline, fall back to the best
-// edge exit on any error) already exists and is tested with fakes.
+// CloudLink (cloud_link.h) implements it over gRPC; EdgeSession installs one
+// when EdgeOptions::cloud.address is set. Tests also use fakes.
 //
 // Threads: Continue() is called on the decode thread, which blocks on it until
 // it returns; it must return by `deadline` (late answers are treated as errors).

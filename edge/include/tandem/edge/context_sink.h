@@ -24,7 +24,16 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "absl/types/span.h"
+#include "tandem/sampling.h"
+
 namespace tandem::edge {
+
+// What a sink learns when a sequence begins.
+struct SequenceInfo {
+  SamplingParams sampling;  // how the sequence's tokens are sampled
+  int64_t capacity = 0;     // positions the sequence may reach
+};
 
 class ContextSink {
  public:
@@ -32,7 +41,15 @@ class ContextSink {
 
   // A new sequence begins at position 0: whatever the sink held for the
   // previous one is obsolete (the cloud must drop its context).
-  virtual void OnBegin() {}
+  virtual void OnBegin(const SequenceInfo& info) { (void)info; }
+
+  // The token ids fed into the sequence at first_position, ... (the prompt at
+  // Start, then one id per Step), before their rows are computed. Ids arrive
+  // in order with no gaps; a sink that can resync by token ids keeps them.
+  virtual void OnInput(int64_t first_position, absl::Span<const int32_t> ids) {
+    (void)first_position;
+    (void)ids;
+  }
 
   // `hidden_at_split` is [N, D] (the model's compute dtype): the hidden states at
   // the split of positions first_position .. first_position + N - 1. The tensor
@@ -50,7 +67,7 @@ class ContextSink {
 // Thread-compatible: read it only when no decode step is running.
 class RecordingSink : public ContextSink {
  public:
-  void OnBegin() override;
+  void OnBegin(const SequenceInfo& info) override;
   void OnContext(int64_t first_position, const at::Tensor& hidden_at_split) override;
   void OnFinish(int64_t next_position) override;
 

@@ -15,7 +15,7 @@
 //     row — the step's own token — is pending, and every KV entry equals what
 //     running all edge layers would give (never a copied state).
 //  3. No exit passed by S: a CloudContinuation, if one is set, is asked; without
-//     one (standalone mode, the only mode this issue ships) or when it fails,
+//     one (standalone mode) or when it fails,
 //     the fallback exit's token is emitted (EdgeOptions::fallback).
 //  4. Every row reaching S goes to the ContextSink, in position order.
 //  The prompt is prefilled as one batch through [0, S) (never deferred); its
@@ -64,7 +64,7 @@ struct ExitPolicy {
 enum class TokenSource {
   kExit,      // an exit's confidence passed its threshold (exit_layer says which)
   kFallback,  // no exit passed by S; the fallback exit's token (standalone mode)
-  kCloud,     // the cloud's continuation (collaborative mode; not in this issue)
+  kCloud,     // the cloud's continuation (collaborative mode)
 };
 const char* TokenSourceName(TokenSource s);
 

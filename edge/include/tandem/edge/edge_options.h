@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/edge/cloud_options.h"
 #include "tandem/exit_heads.h"
 
 namespace tandem::edge {
@@ -82,7 +83,12 @@ struct EdgeOptions {
 
   // Receives every token's hidden state at S (context_sink.h). Borrowed: must
   // outlive the session. nullptr = the states are dropped (pure standalone).
+  // In collaborative mode it still receives them (after the cloud link).
   ContextSink* context_sink = nullptr;
+
+  // Collaborative mode: the cloud server to ask when no exit is confident
+  // (cloud_options.h). An empty cloud.address = standalone mode.
+  CloudOptions cloud;
 };
 
 }  // namespace tandem::edge

@@ -6,10 +6,13 @@
 //   auto summary = (*session)->Generate("In the beginning", {},
 //       [](const tandem::edge::TokenInfo& t) { std::cout << t.text; return true; });
 //
-// Mode: STANDALONE only in this release — tokens come from the edge's exits,
-// and when none is confident the fallback exit decides (EdgeOptions::fallback);
-// the network is never used. Collaborative mode (asking the cloud) arrives with
-// the cloud issue through CloudContinuation.
+// Modes: standalone (EdgeOptions::cloud.address empty) — tokens come from the
+// edge's exits, and when none is confident the fallback exit decides; the
+// network is never used. Collaborative (cloud.address set) — the session owns a
+// CloudLink: every row at S is uploaded in the background, and a token no exit
+// is confident about is asked from the cloud. A slow, failing or absent cloud
+// is never an error: that token comes from the fallback exit (TokenInfo::source
+// says where each token was decided) and the link reconnects and resyncs.
 //
 // Each Generate starts a fresh sequence (no multi-turn state is kept).
 //
@@ -32,6 +35,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "tandem/edge/cloud_link.h"
 #include "tandem/edge/edge_engine.h"
 #include "tandem/edge/edge_options.h"
 #include "tandem/sampling.h"
@@ -103,6 +107,9 @@ struct GenerationSummary {
   double decode_seconds = 0.0;   // every later step (excluding on_token)
   double total_seconds = 0.0;    // wall time of the whole call
   int64_t bytes_to_sink = 0;     // hidden-state bytes handed to the ContextSink
+  // Collaborative mode: what the cloud link did during this call (zero in
+  // standalone mode).
+  CloudLinkStats cloud;
 };
 
 // Cumulative over a session's Generate calls.
@@ -153,6 +160,8 @@ class EdgeSession {
   SessionStats stats() const;
   const EdgeEngine& engine() const { return *engine_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The cloud link in collaborative mode, else null.
+  const CloudLink* cloud_link() const { return link_.get(); }
 
  private:
   EdgeSession() = default;
@@ -162,6 +171,7 @@ class EdgeSession {
 
   std::unique_ptr<EdgeEngine> engine_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<CloudLink> link_;  // collaborative mode; outlives sequence_ use
   std::unique_ptr<EdgeSequence> sequence_;  // used by the running Generate only
   std::atomic<bool> running_{false};
   std::atomic<bool> cancel_{false};

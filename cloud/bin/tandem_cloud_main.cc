@@ -1,0 +1,138 @@
+// tandem-cloud: the continuation server.
+//
+//   tandem-cloud --model models/tandem-tiny --port 50051
+//
+// Prints "tandem-cloud listening on HOST:PORT" on stdout once it accepts
+// connections; SIGINT / SIGTERM shut it down gracefully (refuse new sessions,
+// answer in-flight requests for up to --grace-seconds, close every stream).
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "flags.h"
+#include "tandem/cloud/server.h"
+#include "tandem/status_macros.h"
+#include "tandem/threads.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
+
+  --model DIR              Hugging Face checkpoint directory (required)
+  --split S                layers [S, L) run here; default: the checkpoint's exits.json split
+  --listen HOST            address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port P                 port (default 50051; 0 picks a free one)
+  --port-file FILE         write the bound port to FILE once listening
+  --max-sessions N         sessions held at once (default 1024)
+  --memory-budget BYTES    KV caches + queued rows over all sessions (default 1073741824);
+                           suffixes K, M, G accepted
+  --max-positions N        positions per session (default: the model's context)
+  --ttl-seconds T          drop sessions idle this long (default 600)
+  --max-message-bytes N    larger messages are refused (default 4194304)
+  --max-batch-rows N       rows per scheduler iteration (default 256)
+  --api-keys FILE          require API keys: lines of `identity key`
+  --tls-cert FILE          PEM certificate (with --tls-key: serve TLS)
+  --tls-key FILE           PEM private key
+  --threads N              compute threads (default 2)
+  --stats-interval T       log a stats line every T seconds (default 60; 0 = never)
+  --grace-seconds T        drain time on SIGTERM (default 10)
+  --no-token-resync        do not load layers [0, S): edges must resync with hidden states
+  --quiet                  no structured log on stderr
+)";
+
+absl::StatusOr<int64_t> ParseBytes(std::string text) {
+  int64_t scale = 1;
+  if (!text.empty()) {
+    const char suffix = text.back();
+    if (suffix == 'K' || suffix == 'k') scale = int64_t{1} << 10;
+    if (suffix == 'M' || suffix == 'm') scale = int64_t{1} << 20;
+    if (suffix == 'G' || suffix == 'g') scale = int64_t{1} << 30;
+    if (scale != 1) text.pop_back();
+  }
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("not a byte count: '", text, "'"));
+  }
+  return value * scale;
+}
+
+absl::Status Run(int argc, char** argv) {
+  using tandem::cli::Flags;
+  absl::StatusOr<Flags> parsed = Flags::Parse(
+      argc - 1, argv + 1,
+      {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
+       "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
+       "tls-cert", "tls-key", "threads", "stats-interval", "grace-seconds"},
+      {"no-token-resync", "quiet", "help"});
+  if (!parsed.ok()) return parsed.status();
+  const Flags& flags = *parsed;
+  if (flags.Has("help")) {
+    std::cout << kUsage;
+    return absl::OkStatus();
+  }
+  if (!flags.Has("model")) return absl::InvalidArgumentError("--model is required");
+
+  tandem::cloud::ServerOptions options;
+  options.model.model_dir = flags.Get("model");
+  options.model.token_resync = !flags.Has("no-token-resync");
+  TANDEM_ASSIGN_OR_RETURN(options.model.split, flags.GetInt("split", 0));
+  TANDEM_ASSIGN_OR_RETURN(int64_t port, flags.GetInt("port", 50051));
+  if (port < 0 || port > 65535) return absl::InvalidArgumentError("--port must be in [0, 65535]");
+  options.listen_address = absl::StrCat(flags.Get("listen", "127.0.0.1"), ":", port);
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_sessions, flags.GetInt("max-sessions", 1024));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.memory_budget_bytes,
+                          ParseBytes(flags.Get("memory-budget", "1073741824")));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_positions, flags.GetInt("max-positions", 0));
+  TANDEM_ASSIGN_OR_RETURN(double ttl, flags.GetDouble("ttl-seconds", 600));
+  options.limits.idle_ttl = absl::Seconds(ttl);
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_batch_rows, flags.GetInt("max-batch-rows", 256));
+  TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes, flags.GetInt("max-message-bytes", 4 << 20));
+  if (flags.Has("api-keys")) {
+    TANDEM_ASSIGN_OR_RETURN(options.api_keys, tandem::cloud::ReadApiKeyFile(flags.Get("api-keys")));
+  }
+  options.tls_cert_file = flags.Get("tls-cert");
+  options.tls_key_file = flags.Get("tls-key");
+  TANDEM_ASSIGN_OR_RETURN(double stats_interval, flags.GetDouble("stats-interval", 60));
+  options.stats_interval = absl::Seconds(stats_interval);
+  TANDEM_ASSIGN_OR_RETURN(double grace, flags.GetDouble("grace-seconds", 10));
+  TANDEM_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 2));
+  tandem::SetComputeThreads(static_cast<int>(threads));
+  if (!flags.Has("quiet")) options.log = &std::cerr;
+
+  // Signals are taken synchronously by this thread; every other thread
+  // (started below) inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<tandem::cloud::CloudServer> server,
+                          tandem::cloud::CloudServer::Start(options));
+  if (flags.Has("port-file")) {
+    std::ofstream(flags.Get("port-file")) << server->port() << "\n";
+  }
+  std::cout << "tandem-cloud listening on " << server->address() << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  std::cout << "tandem-cloud: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
+            << ", shutting down" << std::endl;
+  server->Shutdown(absl::Seconds(grace));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::Status status = Run(argc, argv);
+  if (!status.ok()) {
+    std::cerr << "tandem-cloud: " << status << "\n";
+    if (absl::IsInvalidArgument(status)) std::cerr << "\n" << kUsage;
+    return 1;
+  }
+  return 0;
+}

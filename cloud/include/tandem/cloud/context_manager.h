@@ -1,0 +1,199 @@
+// ContextManager: the cloud's per-session state and the only way to touch it
+// (DESIGN.md, "The cloud"). For every session it keeps
+//   - the KV cache of layers [S, L) (and, only while a session is being rebuilt
+//     from token ids, a cache of [0, S)),
+//   - the queue of uploaded positions whose rows have not run through [S, L) yet,
+//   - the sampler (seeded from the Open's sampling params),
+//   - its owner (the identity that opened it) and its last activity.
+// Continue(p) runs the queued positions < p and p itself through [S, L) — as one
+// batch per session, batched across sessions by the Scheduler — samples the
+// token that follows p and hands it to the caller's callback.
+//
+// Limits: a memory budget in bytes over all sessions (KV allocated + queued rows),
+// enforced by evicting idle sessions least-recently-used first; an idle TTL; a
+// cap on positions per session; a cap on the number of sessions. A session that
+// is gone (evicted, expired, never opened here — e.g. another replica or a
+// restart) is NotFound: the server answers ResyncRequired and the edge replays.
+//
+// Isolation: every call names the session AND the owner; a session is only
+// reachable by the owner that opened it (PermissionDenied otherwise), and no
+// computation ever mixes two sessions' KV.
+//
+// Batching: the Scheduler's thread takes, per iteration, the ready work of many
+// sessions (Continues, and queues that reached max_queued_rows — background
+// prefill), up to max_batch_rows rows, and runs it as ONE packed forward over
+// [S, L) (Model::ForwardLayersPacked: dense work over all rows, attention per
+// session against its own cache), then one LM-head call for every row that
+// needs a token, then samples per session. Token ids (AddTokens) are run through
+// [0, S) on the same thread in the same iteration (also packed across
+// sessions), just before their rows join the [S, L) batch.
+//
+// Token-id resync: the first AddTokens of a session allocates a [0, S) cache
+// (counted in the memory budget). Token ids are accepted only while every
+// position the session holds came as token ids; the [0, S) cache is freed when
+// the session next receives hidden-state context (AddContext or Continue) and
+// its queued token ids have run. From then on AddTokens is FailedPrecondition
+// until a Truncate(0).
+//
+// Errors: a request is validated when it is made (non-OK return, nothing
+// queued). If the model nevertheless fails on a session's rows, that session's
+// callbacks receive the error and the session is dropped (NotFound afterwards,
+// the edge resyncs); other sessions in the same batch are unaffected.
+//
+// Thread-safety: all methods may be called concurrently from any thread.
+// Callbacks run on the scheduler thread, or on the thread calling Truncate /
+// Close / ~ContextManager when those fail them; never under an internal lock,
+// and they must not block. A callback may call back into the ContextManager
+// (but not destroy it).
+#ifndef TANDEM_CLOUD_CONTEXT_MANAGER_H_
+#define TANDEM_CLOUD_CONTEXT_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tandem/cloud/cloud_model.h"
+#include "tandem/sampling.h"
+
+namespace tandem::cloud {
+
+struct ContextLimits {
+  // Bytes over all sessions: KV caches (allocated capacity) + queued rows.
+  int64_t memory_budget_bytes = int64_t{1} << 30;
+  int64_t max_sessions = 1024;
+  // Positions one session may hold (its KV capacity, allocated at Open); 0 =
+  // the model's max_position_embeddings. Sessions open with this capacity
+  // unless SessionOptions::capacity asks for less.
+  int64_t max_positions = 0;
+  // A session untouched this long is dropped (never one with a Continue
+  // pending). Zero or negative: no TTL.
+  absl::Duration idle_ttl = absl::Minutes(10);
+  // When a session has this many queued rows the scheduler runs them in the
+  // background (no Continue needed), bounding queue memory.
+  int64_t max_queued_rows = 128;
+  // Rows the scheduler runs through the model in one iteration (over all
+  // sessions). A single session's batch may exceed it (it is never split).
+  int64_t max_batch_rows = 256;
+};
+
+// What Continue produces.
+struct ContinueResult {
+  int64_t position = 0;       // the row that was continued (the token goes at position + 1)
+  int32_t token = 0;
+  float probability = 0.0f;   // of `token` under the sampled distribution
+  int64_t rows_run = 0;       // rows of this session run in the batch (queued + 1)
+  double compute_seconds = 0; // wall time of the scheduler iteration that ran it
+  // The logits of `position` ([V], fp32) when SessionOptions::return_logits
+  // (tests and diagnostics); undefined otherwise.
+  at::Tensor logits;
+};
+using ContinueCallback = std::function<void(absl::StatusOr<ContinueResult>)>;
+
+struct SessionOptions {
+  SamplingParams sampling;
+  // Positions the edge may use; 0 = ContextLimits::max_positions. Larger than
+  // the limit is InvalidArgument.
+  int64_t capacity = 0;
+  // Fill ContinueResult::logits (a [V] copy per token; for tests).
+  bool return_logits = false;
+};
+
+// Counters since construction, and gauges now.
+struct ContextStats {
+  int64_t sessions = 0;           // gauge
+  int64_t memory_bytes = 0;       // gauge: KV allocated + queued rows
+  int64_t queued_rows = 0;        // gauge: over all sessions
+  int64_t opened = 0;
+  int64_t closed = 0;
+  int64_t evicted = 0;            // by the memory budget / session cap (LRU)
+  int64_t expired = 0;            // by the TTL
+  int64_t failed = 0;             // dropped because the model failed on their rows
+  int64_t rows_received = 0;      // context rows accepted (hidden or token; not Continue rows)
+  int64_t rows_run = 0;           // rows run through [S, L)
+  int64_t tokens_served = 0;      // Continue results delivered
+  int64_t batches = 0;            // scheduler iterations that ran the model
+  double compute_seconds = 0.0;   // scheduler time inside the model
+};
+
+class Scheduler;
+
+class ContextManager {
+ public:
+  // Starts the scheduler thread. `model` must hold layers [split, L), the final
+  // norm and the LM head (and [0, split) + embedding to accept token ids).
+  ContextManager(std::shared_ptr<const CloudModel> model, ContextLimits limits);
+  // Fails every outstanding Continue with Cancelled and stops the scheduler.
+  ~ContextManager();
+  ContextManager(const ContextManager&) = delete;
+  ContextManager& operator=(const ContextManager&) = delete;
+
+  // Opens `session_id` for `owner`, or resumes it if this owner already holds
+  // it (a resume keeps the options the session was opened with). Returns the number of positions held (the next position the session
+  // expects): 0 for a new session. PermissionDenied if another owner holds it;
+  // ResourceExhausted if it cannot fit even after evicting every idle session;
+  // InvalidArgument for an empty id or bad options.
+  absl::StatusOr<int64_t> Open(const std::string& session_id, const std::string& owner,
+                               const SessionOptions& options);
+
+  // Forgets every position >= `position` (the edge restarted its sequence or
+  // resyncs from there). Returns the positions now held. Queued rows past it
+  // are dropped. Fails pending Continues of the session with Aborted (their
+  // rows before `position` stay as context). If the scheduler is running the
+  // session's work, waits for that batch to finish first.
+  absl::StatusOr<int64_t> Truncate(const std::string& session_id, const std::string& owner,
+                                   int64_t position);
+
+  // Queues `rows` ([N, D], any float dtype; copied) for positions
+  // first_position .. first_position + N - 1. first_position must equal the
+  // next expected position (InvalidArgument otherwise — out of order or
+  // duplicate); OutOfRange past the session's capacity; NotFound when the
+  // session is gone.
+  absl::Status AddContext(const std::string& session_id, const std::string& owner,
+                          int64_t first_position, const at::Tensor& rows);
+
+  // Same with token ids: the cloud computes their rows through [0, S) itself
+  // (token-id resync). FailedPrecondition when the model cannot (no [0, S)).
+  absl::Status AddTokens(const std::string& session_id, const std::string& owner,
+                         int64_t first_position, const std::vector<int32_t>& ids);
+
+  // Asks for the token after `position`, whose row at S is `row` ([1, D] or
+  // [D]). `position` must equal the next expected position (every earlier row
+  // was sent as context). `done` is called exactly once. A non-OK return means
+  // `done` will not be called.
+  absl::Status Continue(const std::string& session_id, const std::string& owner,
+                        int64_t position, const at::Tensor& row, ContinueCallback done);
+
+  // Drops the session (its pending Continues fail with Cancelled).
+  absl::Status Close(const std::string& session_id, const std::string& owner);
+
+  // Expires sessions idle longer than the TTL (also done by the scheduler
+  // periodically). Returns how many were dropped.
+  int64_t ExpireIdle();
+
+  // Waits until no Continue is pending or `deadline` passes; true when drained.
+  bool Drain(absl::Time deadline);
+
+  // Positions held by a session (received: run or queued, i.e. the next
+  // position it expects), or NotFound / PermissionDenied.
+  absl::StatusOr<int64_t> Held(const std::string& session_id, const std::string& owner) const;
+
+  ContextStats stats() const;
+  const CloudModel& model() const;
+  const ContextLimits& limits() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+}  // namespace tandem::cloud
+
+#endif  // TANDEM_CLOUD_CONTEXT_MANAGER_H_

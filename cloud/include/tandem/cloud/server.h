@@ -1,0 +1,111 @@
+// CloudServer: the continuation server (`tandem-cloud`) — the gRPC service of
+// proto/tandem.proto on top of a ContextManager. One bidirectional stream per
+// edge session; many sessions share one model, one memory budget and one
+// scheduler that batches their work.
+//
+//   auto server = tandem::cloud::CloudServer::Start(options);
+//   ... (*server)->port() ...
+//   (*server)->Shutdown(absl::Seconds(5));   // drains, then stops
+//
+// Security: API keys (`authorization: Bearer <key>` call metadata) map to
+// identities; a session belongs to the identity that opened it. TLS when a
+// certificate and key are given (use it on anything but loopback: hidden states
+// can be inverted back to text). Every message is validated and bounded before
+// use; one client's bad input ends only its own stream.
+//
+// Thread-safety: all methods may be called from any thread.
+#ifndef TANDEM_CLOUD_SERVER_H_
+#define TANDEM_CLOUD_SERVER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tandem/cloud/cloud_model.h"
+#include "tandem/cloud/context_manager.h"
+
+namespace tandem::cloud {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free one (see CloudServer::port()).
+  std::string listen_address = "127.0.0.1:0";
+  // The model half to serve (ignored when Start is given a model).
+  CloudModelOptions model;
+  ContextLimits limits;
+  // gRPC refuses larger messages (RESOURCE_EXHAUSTED). Bounds the rows one
+  // Context may carry too.
+  int64_t max_message_bytes = 4 << 20;
+  // Rows one Context message may carry.
+  int64_t max_rows_per_message = 4096;
+  // API key -> identity. Empty = no authentication (every client is
+  // "anonymous"; sessions are then protected only by their unguessable ids).
+  std::map<std::string, std::string> api_keys;
+  // PEM files; both set = TLS, both empty = plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // A stats line is logged this often (0 = never).
+  absl::Duration stats_interval = absl::ZeroDuration();
+  // Structured log (one JSON object per line); nullptr = no logging.
+  std::ostream* log = nullptr;
+};
+
+// Reads an API key file: one `identity key` pair per line, `#` comments.
+absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path);
+
+struct ServerStats {
+  int64_t streams_opened = 0;
+  int64_t streams_active = 0;
+  int64_t messages_in = 0;
+  int64_t bytes_in = 0;          // serialized client messages
+  int64_t bytes_out = 0;         // serialized server messages
+  int64_t context_messages = 0;
+  int64_t continue_requests = 0;
+  int64_t tokens_sent = 0;
+  int64_t resyncs_sent = 0;
+  int64_t errors_sent = 0;
+  int64_t auth_failures = 0;
+  ContextStats context;
+};
+
+class CloudServer {
+ public:
+  // Loads the model (options.model) and starts listening. Errors: the model's,
+  // InvalidArgument for bad options, Unavailable when the address cannot be
+  // bound, NotFound for missing TLS files.
+  static absl::StatusOr<std::unique_ptr<CloudServer>> Start(const ServerOptions& options);
+  // Same with a model already loaded (tests, benchmarks).
+  static absl::StatusOr<std::unique_ptr<CloudServer>> Start(
+      const ServerOptions& options, std::shared_ptr<const CloudModel> model);
+  // Shuts down with no grace if still running.
+  ~CloudServer();
+  CloudServer(const CloudServer&) = delete;
+  CloudServer& operator=(const CloudServer&) = delete;
+
+  // The bound port and "host:port" to dial.
+  int port() const;
+  std::string address() const;
+
+  // Graceful shutdown: refuses new sessions, answers the Continue requests
+  // already received (up to `grace`), then closes every stream. Idempotent.
+  void Shutdown(absl::Duration grace);
+  // Blocks until Shutdown has finished.
+  void Wait();
+
+  ServerStats stats() const;
+  // Prometheus text exposition of stats() (also served by the Stats RPC).
+  std::string MetricsText() const;
+  ContextManager& contexts();
+
+ private:
+  CloudServer() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::cloud
+
+#endif  // TANDEM_CLOUD_SERVER_H_

@@ -1,0 +1,310 @@
+#include "tandem/cloud/server.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "server/service_context.h"
+#include "server/session_stream.h"
+#include "tandem/fingerprint.h"
+#include "tandem/wire/tandem.grpc.pb.h"
+
+namespace tandem::cloud {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The gRPC service: authenticates each call and hands streams to SessionStream.
+class ContinuationService final : public wire::Continuation::Service {
+ public:
+  explicit ContinuationService(ServiceContext* service) : service_(service) {}
+
+  grpc::Status Session(grpc::ServerContext* context, ServerStream* stream) override {
+    absl::StatusOr<std::string> identity = Authenticate(*context);
+    if (!identity.ok()) {
+      ++service_->counters.auth_failures;
+      service_->log.Warn("auth_failure", {{"peer", context->peer()}});
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+    }
+    if (service_->draining.load()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+    }
+    Register(context);
+    ++service_->counters.streams_opened;
+    ++service_->counters.streams_active;
+    grpc::Status status;
+    {
+      SessionStream session(service_, context, stream, *identity);
+      status = session.Run();
+    }
+    --service_->counters.streams_active;
+    Unregister(context);
+    return status;
+  }
+
+  grpc::Status Stats(grpc::ServerContext* context, const wire::StatsRequest*,
+                     wire::StatsReply* reply) override {
+    absl::StatusOr<std::string> identity = Authenticate(*context);
+    if (!identity.ok()) {
+      ++service_->counters.auth_failures;
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+    }
+    reply->set_text(metrics_text_ ? metrics_text_() : "");
+    return grpc::Status::OK;
+  }
+
+  void set_metrics_text(std::function<std::string()> f) { metrics_text_ = std::move(f); }
+
+  // Cancels every active stream (end of a graceful shutdown).
+  void CancelAll() {
+    absl::MutexLock lock(&mu_);
+    for (grpc::ServerContext* context : active_) context->TryCancel();
+  }
+
+ private:
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context) const {
+    const auto& keys = service_->options.api_keys;
+    if (keys.empty()) return std::string("anonymous");
+    auto range = context.client_metadata().equal_range("authorization");
+    for (auto it = range.first; it != range.second; ++it) {
+      std::string value(it->second.data(), it->second.size());
+      if (!absl::StartsWith(value, "Bearer ")) continue;
+      auto key = keys.find(value.substr(7));
+      if (key != keys.end()) return key->second;
+    }
+    return absl::UnauthenticatedError("a valid API key is required (authorization: Bearer <key>)");
+  }
+  void Register(grpc::ServerContext* context) {
+    absl::MutexLock lock(&mu_);
+    active_.insert(context);
+  }
+  void Unregister(grpc::ServerContext* context) {
+    absl::MutexLock lock(&mu_);
+    active_.erase(context);
+  }
+
+  ServiceContext* service_;
+  std::function<std::string()> metrics_text_;
+  absl::Mutex mu_;
+  std::unordered_set<grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+struct CloudServer::Impl {
+  std::unique_ptr<ServiceContext> service;
+  std::unique_ptr<ContinuationService> grpc_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::string host;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+  absl::Notification stopped;
+  // Periodic stats log.
+  absl::Notification stop_stats;
+  std::thread stats_thread;
+};
+
+absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  std::map<std::string, std::string> keys;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (parts.size() != 2 || parts[1].size() < 16) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":", line_number, ": expected `identity key` with a key of 16+ characters"));
+    }
+    if (!keys.emplace(parts[1], parts[0]).second) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": duplicate key"));
+    }
+  }
+  if (keys.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no keys"));
+  return keys;
+}
+
+absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(const ServerOptions& options) {
+  absl::StatusOr<std::unique_ptr<CloudModel>> model = CloudModel::Create(options.model);
+  if (!model.ok()) return model.status();
+  return Start(options, std::shared_ptr<const CloudModel>(std::move(*model)));
+}
+
+absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
+    const ServerOptions& options, std::shared_ptr<const CloudModel> model) {
+  if (model == nullptr) return absl::InvalidArgumentError("CloudServer needs a model");
+  if (options.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError("max_message_bytes must be at least 1024");
+  }
+  if (options.max_rows_per_message < 1) {
+    return absl::InvalidArgumentError("max_rows_per_message must be >= 1");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadFile(options.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFile(options.tls_key_file);
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
+  auto server = std::unique_ptr<CloudServer>(new CloudServer());
+  server->impl_ = std::make_unique<Impl>();
+  Impl& impl = *server->impl_;
+  impl.service = std::make_unique<ServiceContext>(options.log);
+  impl.service->model = model;
+  impl.service->options = options;
+  impl.service->contexts = std::make_unique<ContextManager>(model, options.limits);
+  impl.grpc_service = std::make_unique<ContinuationService>(impl.service.get());
+  CloudServer* self = server.get();
+  impl.grpc_service->set_metrics_text([self] { return self->MetricsText(); });
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, credentials, &impl.port);
+  builder.RegisterService(impl.grpc_service.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // Keep idle connections honest: ping every 30 s, drop a peer that stops answering.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  impl.server = builder.BuildAndStart();
+  if (impl.server == nullptr || impl.port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  const size_t colon = options.listen_address.rfind(':');
+  impl.host = options.listen_address.substr(0, colon);
+  if (impl.host.empty() || impl.host == "0.0.0.0" || impl.host == "[::]") impl.host = "127.0.0.1";
+  impl.service->log.Info("server_start",
+                         {{"address", server->address()},
+                          {"split", model->split()},
+                          {"layers", model->num_layers()},
+                          {"fingerprint", FingerprintHex(model->fingerprint())},
+                          {"token_resync", model->can_embed()},
+                          {"tls", !options.tls_cert_file.empty()},
+                          {"auth", !options.api_keys.empty()},
+                          {"memory_budget_bytes", options.limits.memory_budget_bytes}});
+  if (options.stats_interval > absl::ZeroDuration()) {
+    impl.stats_thread = std::thread([self, &impl, interval = options.stats_interval] {
+      while (!impl.stop_stats.WaitForNotificationWithTimeout(interval)) {
+        const ServerStats s = self->stats();
+        impl.service->log.Info("stats", {{"sessions", s.context.sessions},
+                                         {"streams_active", s.streams_active},
+                                         {"tokens_served", s.context.tokens_served},
+                                         {"bytes_in", s.bytes_in},
+                                         {"bytes_out", s.bytes_out},
+                                         {"queued_rows", s.context.queued_rows},
+                                         {"memory_bytes", s.context.memory_bytes},
+                                         {"evicted", s.context.evicted},
+                                         {"expired", s.context.expired}});
+      }
+    });
+  }
+  return server;
+}
+
+CloudServer::~CloudServer() {
+  if (impl_ != nullptr) Shutdown(absl::ZeroDuration());
+}
+
+int CloudServer::port() const { return impl_->port; }
+
+std::string CloudServer::address() const { return absl::StrCat(impl_->host, ":", impl_->port); }
+
+void CloudServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
+  Impl& impl = *impl_;
+  const absl::Time deadline = absl::Now() + grace;
+  impl.service->draining.store(true);
+  impl.service->log.Info("server_draining", {{"grace_seconds", absl::ToDoubleSeconds(grace)}});
+  // Answer what was asked; then end every stream and stop.
+  const bool drained = impl.service->contexts->Drain(deadline);
+  impl.grpc_service->CancelAll();
+  impl.server->Shutdown(std::chrono::system_clock::now());
+  impl.server->Wait();
+  impl.stop_stats.Notify();
+  if (impl.stats_thread.joinable()) impl.stats_thread.join();
+  impl.service->log.Info("server_stopped", {{"drained", drained}});
+  impl.stopped.Notify();
+}
+
+void CloudServer::Wait() { impl_->stopped.WaitForNotification(); }
+
+ServerStats CloudServer::stats() const {
+  const ServerCounters& c = impl_->service->counters;
+  ServerStats s;
+  s.streams_opened = c.streams_opened.load();
+  s.streams_active = c.streams_active.load();
+  s.messages_in = c.messages_in.load();
+  s.bytes_in = c.bytes_in.load();
+  s.bytes_out = c.bytes_out.load();
+  s.context_messages = c.context_messages.load();
+  s.continue_requests = c.continue_requests.load();
+  s.tokens_sent = c.tokens_sent.load();
+  s.resyncs_sent = c.resyncs_sent.load();
+  s.errors_sent = c.errors_sent.load();
+  s.auth_failures = c.auth_failures.load();
+  s.context = impl_->service->contexts->stats();
+  return s;
+}
+
+std::string CloudServer::MetricsText() const {
+  const ServerStats s = stats();
+  std::string out;
+  auto metric = [&out](absl::string_view name, absl::string_view type, absl::string_view help,
+                       double value) {
+    absl::StrAppend(&out, "# HELP tandem_", name, " ", help, "\n# TYPE tandem_", name, " ", type,
+                    "\ntandem_", name, " ", value, "\n");
+  };
+  metric("sessions", "gauge", "sessions held", s.context.sessions);
+  metric("streams_active", "gauge", "open session streams", s.streams_active);
+  metric("memory_bytes", "gauge", "KV caches + queued rows", s.context.memory_bytes);
+  metric("queued_rows", "gauge", "uploaded rows not yet run", s.context.queued_rows);
+  metric("streams_opened_total", "counter", "session streams accepted", s.streams_opened);
+  metric("sessions_evicted_total", "counter", "sessions evicted (memory, LRU)", s.context.evicted);
+  metric("sessions_expired_total", "counter", "sessions expired (idle TTL)", s.context.expired);
+  metric("tokens_served_total", "counter", "Continue answers", s.context.tokens_served);
+  metric("rows_received_total", "counter", "context rows accepted", s.context.rows_received);
+  metric("rows_run_total", "counter", "rows run through the cloud layers", s.context.rows_run);
+  metric("batches_total", "counter", "scheduler iterations", s.context.batches);
+  metric("compute_seconds_total", "counter", "scheduler time in the model",
+         s.context.compute_seconds);
+  metric("bytes_in_total", "counter", "client message bytes", s.bytes_in);
+  metric("bytes_out_total", "counter", "server message bytes", s.bytes_out);
+  metric("resyncs_total", "counter", "ResyncRequired sent", s.resyncs_sent);
+  metric("errors_total", "counter", "Error messages sent", s.errors_sent);
+  metric("auth_failures_total", "counter", "calls refused for a bad API key", s.auth_failures);
+  return out;
+}
+
+ContextManager& CloudServer::contexts() { return *impl_->service->contexts; }
+
+}  // namespace tandem::cloud

@@ -1,0 +1,44 @@
+// What every stream handler of one server shares: the model, the context
+// manager, the options, the counters and the log. Owned by CloudServer::Impl.
+#ifndef TANDEM_CLOUD_SERVER_SERVICE_CONTEXT_H_
+#define TANDEM_CLOUD_SERVER_SERVICE_CONTEXT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "server/structured_log.h"
+#include "tandem/cloud/cloud_model.h"
+#include "tandem/cloud/context_manager.h"
+#include "tandem/cloud/server.h"
+
+namespace tandem::cloud {
+
+struct ServerCounters {
+  std::atomic<int64_t> streams_opened{0};
+  std::atomic<int64_t> streams_active{0};
+  std::atomic<int64_t> messages_in{0};
+  std::atomic<int64_t> bytes_in{0};
+  std::atomic<int64_t> bytes_out{0};
+  std::atomic<int64_t> context_messages{0};
+  std::atomic<int64_t> continue_requests{0};
+  std::atomic<int64_t> tokens_sent{0};
+  std::atomic<int64_t> resyncs_sent{0};
+  std::atomic<int64_t> errors_sent{0};
+  std::atomic<int64_t> auth_failures{0};
+};
+
+struct ServiceContext {
+  std::shared_ptr<const CloudModel> model;
+  std::unique_ptr<ContextManager> contexts;
+  ServerOptions options;
+  ServerCounters counters;
+  StructuredLog log{nullptr};
+  std::atomic<bool> draining{false};
+
+  explicit ServiceContext(std::ostream* log_stream) : log(log_stream) {}
+};
+
+}  // namespace tandem::cloud
+
+#endif  // TANDEM_CLOUD_SERVER_SERVICE_CONTEXT_H_

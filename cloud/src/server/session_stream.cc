@@ -1,0 +1,286 @@
+#include "server/session_stream.h"
+
+#include <utility>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/outbox.h"
+#include "tandem/fingerprint.h"
+#include "wire_convert.h"
+
+namespace tandem::cloud {
+namespace {
+
+// Session ids: 16..64 characters of [A-Za-z0-9_-] (proto/tandem.proto, Open).
+bool ValidSessionId(const std::string& id) {
+  if (id.size() < 16 || id.size() > 64) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status Refuse(absl::StatusCode code, absl::string_view message) {
+  return absl::Status(code, message);
+}
+
+}  // namespace
+
+SessionStream::SessionStream(ServiceContext* service, grpc::ServerContext* context,
+                             ServerStream* stream, std::string identity)
+    : service_(service),
+      context_(context),
+      stream_(stream),
+      identity_(std::move(identity)),
+      outbox_(std::make_shared<Outbox>(stream, &service->counters)) {}
+
+SessionStream::~SessionStream() { outbox_->Close(); }
+
+void SessionStream::SendError(const absl::Status& status, uint64_t request_id, bool fatal) {
+  wire::ServerMessage message;
+  wire::Error* error = message.mutable_error();
+  error->set_code(static_cast<int32_t>(status.code()));
+  error->set_message(std::string(status.message()));
+  error->set_request_id(request_id);
+  error->set_fatal(fatal);
+  ++service_->counters.errors_sent;
+  service_->log.Warn("stream_error", {{"session", session_id_},
+                                      {"identity", identity_},
+                                      {"code", absl::StatusCodeToString(status.code())},
+                                      {"message", status.message()},
+                                      {"fatal", fatal}});
+  outbox_->Send(std::move(message));
+}
+
+void SessionStream::SendAck(int64_t next_position) {
+  wire::ServerMessage message;
+  wire::Ack* ack = message.mutable_ack();
+  ack->set_next_position(static_cast<uint32_t>(next_position));
+  ack->set_epoch(epoch_);
+  ack->set_token_resync(service_->model->can_embed());
+  ack->set_model_fingerprint(service_->model->fingerprint());
+  outbox_->Send(std::move(message));
+}
+
+absl::Status SessionStream::Resync(uint64_t request_id, const std::string& reason) {
+  absl::StatusOr<int64_t> held =
+      service_->contexts->Open(session_id_, identity_, session_options_);
+  if (!held.ok()) return held.status();
+  ++epoch_;
+  wire::ServerMessage message;
+  wire::ResyncRequired* resync = message.mutable_resync();
+  resync->set_epoch(epoch_);
+  resync->set_next_position(static_cast<uint32_t>(*held));
+  resync->set_request_id(request_id);
+  resync->set_token_resync(service_->model->can_embed());
+  resync->set_reason(reason);
+  ++service_->counters.resyncs_sent;
+  service_->log.Info("resync", {{"session", session_id_},
+                                {"epoch", static_cast<int64_t>(epoch_)},
+                                {"next_position", *held},
+                                {"reason", reason}});
+  outbox_->Send(std::move(message));
+  return absl::OkStatus();
+}
+
+absl::Status SessionStream::HandleOpen(const wire::Open& open) {
+  if (opened_) return Refuse(absl::StatusCode::kFailedPrecondition, "a second Open on one stream");
+  if (service_->draining.load()) {
+    return Refuse(absl::StatusCode::kUnavailable, "the server is shutting down");
+  }
+  if (open.protocol_version() != wire::kProtocolVersion) {
+    return Refuse(absl::StatusCode::kFailedPrecondition,
+                  absl::StrCat("protocol version ", open.protocol_version(),
+                               " is not spoken here (this server speaks ",
+                               static_cast<int>(wire::kProtocolVersion), ")"));
+  }
+  const CloudModel& model = *service_->model;
+  if (open.model_fingerprint() != model.fingerprint()) {
+    return Refuse(absl::StatusCode::kFailedPrecondition,
+                  absl::StrCat("model fingerprint mismatch: the edge runs ",
+                               FingerprintHex(open.model_fingerprint()), " split at layer ",
+                               open.split(), ", this server ", FingerprintHex(model.fingerprint()),
+                               " split at layer ", model.split(),
+                               " (same checkpoint and split needed on both sides)"));
+  }
+  if (!ValidSessionId(open.session_id())) {
+    return Refuse(absl::StatusCode::kInvalidArgument,
+                  "session_id must be 16..64 characters of [A-Za-z0-9_-]");
+  }
+  absl::StatusOr<CodecSpec> codec = wire::FromProto(open.codec());
+  if (!codec.ok()) return codec.status();
+  absl::StatusOr<SamplingParams> sampling = wire::FromProto(open.sampling());
+  if (!sampling.ok()) return sampling.status();
+
+  session_id_ = open.session_id();
+  codec_ = *codec;
+  session_options_.sampling = *sampling;
+  session_options_.capacity = open.capacity();
+  absl::StatusOr<int64_t> held = service_->contexts->Open(session_id_, identity_, session_options_);
+  if (!held.ok()) return held.status();
+  opened_ = true;
+  const int64_t resume = open.resume_next_position();
+  service_->log.Info("session_open", {{"session", session_id_},
+                                      {"identity", identity_},
+                                      {"codec", CodecSpecName(codec_)},
+                                      {"resume", resume},
+                                      {"held", *held}});
+  if (resume == 0 || *held >= resume) {
+    absl::StatusOr<int64_t> now = service_->contexts->Truncate(session_id_, identity_, resume);
+    if (!now.ok()) return now.status();
+    SendAck(*now);
+    return absl::OkStatus();
+  }
+  return Resync(0, absl::StrCat("the server holds ", *held, " of ", resume, " positions"));
+}
+
+absl::Status SessionStream::HandleContext(const wire::Context& context) {
+  ++service_->counters.context_messages;
+  if (context.epoch() < epoch_) return absl::OkStatus();  // sent before a resync: obsolete
+  if (context.epoch() > epoch_) {
+    return Refuse(absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("Context of epoch ", context.epoch(), ", this stream is at ",
+                               epoch_));
+  }
+  const int64_t first = context.first_position();
+  absl::Status status;
+  int64_t rows = 0;
+  switch (context.payload_case()) {
+    case wire::Context::kHidden: {
+      absl::StatusOr<at::Tensor> decoded =
+          wire::DecodeRows(context.hidden(), service_->model->hidden_size(),
+                           service_->options.max_rows_per_message);
+      if (!decoded.ok()) return decoded.status();
+      if (decoded->size(0) > 0 && CodecSpecName(codec_) != CodecSpecName(
+                                      *wire::FromProto(context.hidden().codec()))) {
+        return Refuse(absl::StatusCode::kInvalidArgument,
+                      "hidden states in a codec other than the one the session opened with");
+      }
+      rows = decoded->size(0);
+      status = service_->contexts->AddContext(session_id_, identity_, first, *decoded);
+      break;
+    }
+    case wire::Context::kTokens: {
+      const auto& ids = context.tokens().ids();
+      if (ids.empty()) return Refuse(absl::StatusCode::kInvalidArgument, "no token ids");
+      if (ids.size() > service_->options.max_rows_per_message) {
+        return Refuse(absl::StatusCode::kInvalidArgument, "too many token ids in one message");
+      }
+      rows = ids.size();
+      status = service_->contexts->AddTokens(session_id_, identity_, first,
+                                             std::vector<int32_t>(ids.begin(), ids.end()));
+      break;
+    }
+    default:
+      return Refuse(absl::StatusCode::kInvalidArgument, "Context without a payload");
+  }
+  if (absl::IsNotFound(status)) return Resync(0, "the session is no longer held (evicted or expired)");
+  if (!status.ok()) return status;
+  SendAck(first + rows);
+  return absl::OkStatus();
+}
+
+absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
+  ++service_->counters.continue_requests;
+  if (request.request_id() == 0) {
+    return Refuse(absl::StatusCode::kInvalidArgument, "Continue needs a request_id > 0");
+  }
+  if (request.epoch() > epoch_) {
+    return Refuse(absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("Continue of epoch ", request.epoch(), ", this stream is at ",
+                               epoch_));
+  }
+  if (request.epoch() < epoch_) {
+    // Sent before the edge saw the resync: tell it again so it does not wait.
+    absl::StatusOr<int64_t> held = service_->contexts->Held(session_id_, identity_);
+    if (!held.ok()) return Resync(request.request_id(), "the session is no longer held");
+    wire::ServerMessage message;
+    wire::ResyncRequired* resync = message.mutable_resync();
+    resync->set_epoch(epoch_);
+    resync->set_next_position(static_cast<uint32_t>(*held));
+    resync->set_request_id(request.request_id());
+    resync->set_token_resync(service_->model->can_embed());
+    resync->set_reason("request from an earlier epoch");
+    ++service_->counters.resyncs_sent;
+    outbox_->Send(std::move(message));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<at::Tensor> row =
+      wire::DecodeRows(request.hidden(), service_->model->hidden_size(), /*max_rows=*/1);
+  if (!row.ok()) return row.status();
+  const uint64_t request_id = request.request_id();
+  std::shared_ptr<Outbox> outbox = outbox_;
+  ServiceContext* service = service_;
+  absl::Status status = service_->contexts->Continue(
+      session_id_, identity_, request.position(), *row,
+      [outbox, service, request_id](absl::StatusOr<ContinueResult> result) {
+        wire::ServerMessage message;
+        if (result.ok()) {
+          wire::Token* token = message.mutable_token();
+          token->set_request_id(request_id);
+          token->set_position(static_cast<uint32_t>(result->position));
+          token->set_token_id(result->token);
+          token->set_probability(result->probability);
+          token->set_compute_ms(static_cast<float>(result->compute_seconds * 1e3));
+          ++service->counters.tokens_sent;
+        } else {
+          wire::Error* error = message.mutable_error();
+          error->set_code(static_cast<int32_t>(result.status().code()));
+          error->set_message(std::string(result.status().message()));
+          error->set_request_id(request_id);
+          error->set_fatal(false);
+          ++service->counters.errors_sent;
+        }
+        outbox->Send(std::move(message));
+      });
+  if (absl::IsNotFound(status)) {
+    return Resync(request_id, "the session is no longer held (evicted or expired)");
+  }
+  return status;
+}
+
+grpc::Status SessionStream::Run() {
+  wire::ClientMessage message;
+  absl::Status failure;
+  bool closed = false;
+  try {
+    while (!closed && stream_->Read(&message)) {
+      ++service_->counters.messages_in;
+      service_->counters.bytes_in += static_cast<int64_t>(message.ByteSizeLong());
+      if (!opened_ && message.kind_case() != wire::ClientMessage::kOpen) {
+        failure = Refuse(absl::StatusCode::kFailedPrecondition, "the first message must be Open");
+        break;
+      }
+      switch (message.kind_case()) {
+        case wire::ClientMessage::kOpen: failure = HandleOpen(message.open()); break;
+        case wire::ClientMessage::kContext: failure = HandleContext(message.context()); break;
+        case wire::ClientMessage::kContinue: failure = HandleContinue(message.continue_()); break;
+        case wire::ClientMessage::kClose:
+          failure = service_->contexts->Close(session_id_, identity_);
+          if (absl::IsNotFound(failure)) failure = absl::OkStatus();  // already gone
+          closed = true;
+          break;
+        default:
+          failure = Refuse(absl::StatusCode::kInvalidArgument, "an empty or unknown message");
+      }
+      if (!failure.ok()) break;
+    }
+  } catch (const std::exception& e) {
+    failure = absl::InternalError(absl::StrCat("stream handler: ", e.what()));
+  }
+  if (!failure.ok()) SendError(failure, 0, /*fatal=*/true);
+  if (closed) service_->log.Info("session_close", {{"session", session_id_}});
+  // Replies already produced are written before the stream ends; Continue
+  // answers that come later (the client left mid-request) are dropped.
+  outbox_->Close();
+  if (!failure.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(failure.code()),
+                        std::string(failure.message()));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace tandem::cloud
