@@ -1,6 +1,6 @@
 # Two commands for a new user (each installs what is missing, then builds):
 #   make test   - every test (C++ GoogleTest + pytest, through CTest)
-#   make demo   - generation on the demo model
+#   make demo   - edge + cloud collaborating on the shipped model (loopback)
 # Other targets: deps, build, bench, install, asan-test, clean.
 BUILD      ?= build
 BUILD_TYPE ?= Release
@@ -37,8 +37,10 @@ $(BUILD)/demo-model/config.json: | build
 	$(TANDEM) random-model --out $(BUILD)/demo-model --tokenizer $(SHIPPED)/tokenizer.json \
 	    --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 688
 
+# Edge and cloud collaborating on loopback: examples/quickstart starts
+# tandem-cloud, runs an edge session against it and prints a summary.
 demo: build $(DEMO_MODEL)/config.json
-	$(TANDEM) generate --model $(DEMO_MODEL) --prompt "And it came to pass" --max-new-tokens 48
+	$(BUILD)/examples/quickstart --model $(DEMO_MODEL) --prompt "And it came to pass" --tokens 48
 
 bench: build
 	$(BUILD)/bench/tandem_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

@@ -83,6 +83,10 @@ struct CloudLink::Impl {
   std::vector<at::Tensor> rows ABSL_GUARDED_BY(mu);   // fp32 chunks, in order
   std::vector<int64_t> row_firsts ABSL_GUARDED_BY(mu);
   int64_t rows_available ABSL_GUARDED_BY(mu) = 0;
+  // Rows the uploader may send as context: the newest row is held back until
+  // the decode thread's next event, because a Continue for it may follow (and
+  // carries it); a row sent as context can no longer be asked about.
+  int64_t releasable ABSL_GUARDED_BY(mu) = 0;
   absl::Time oldest_unsent ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
   std::optional<Request> request ABSL_GUARDED_BY(mu);
   uint64_t next_request_id ABSL_GUARDED_BY(mu) = 0;
@@ -208,6 +212,7 @@ void CloudLink::OnBegin(const SequenceInfo& info) {
     impl_->rows.clear();
     impl_->row_firsts.clear();
     impl_->rows_available = 0;
+    impl_->releasable = 0;
     impl_->oldest_unsent = absl::InfiniteFuture();
     impl_->next_connect = absl::InfinitePast();  // a new sequence tries at once
     impl_->attempts = 0;
@@ -222,6 +227,7 @@ void CloudLink::OnInput(int64_t first_position, absl::Span<const int32_t> ids) {
     if (first_position == static_cast<int64_t>(impl_->ids.size())) {
       impl_->ids.insert(impl_->ids.end(), ids.begin(), ids.end());
     }
+    impl_->releasable = impl_->rows_available;  // a new step: nobody asks about old rows
   }
   if (impl_->forward != nullptr) impl_->forward->OnInput(first_position, ids);
 }
@@ -233,6 +239,7 @@ void CloudLink::OnContext(int64_t first_position, const at::Tensor& hidden_at_sp
       impl_->rows.push_back(hidden_at_split.detach().to(at::kFloat).contiguous().clone());
       impl_->row_firsts.push_back(first_position);
       impl_->rows_available += hidden_at_split.size(0);
+      impl_->releasable = impl_->rows_available - 1;
       if (impl_->oldest_unsent == absl::InfiniteFuture()) impl_->oldest_unsent = absl::Now();
     }
   }
@@ -243,6 +250,7 @@ void CloudLink::OnFinish(int64_t next_position) {
   {
     absl::MutexLock lock(&impl_->mu);
     impl_->FailRequestLocked(absl::CancelledError("the sequence ended"));
+    impl_->releasable = impl_->rows_available;
     impl_->active = false;
     ++impl_->generation;
   }
@@ -322,7 +330,7 @@ bool CloudLink::WaitUntilConnected(absl::Time deadline) const {
 bool CloudLink::WaitUntilUploaded(absl::Time deadline) const {
   absl::MutexLock lock(&impl_->mu);
   auto uploaded = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
-    return impl_->state == Impl::LinkState::kReady && impl_->sent_next >= impl_->rows_available;
+    return impl_->state == Impl::LinkState::kReady && impl_->sent_next >= impl_->releasable;
   };
   return impl_->mu.AwaitWithDeadline(absl::Condition(&uploaded), deadline);
 }
@@ -509,18 +517,18 @@ void CloudLink::Impl::WorkerLoop() {
     const absl::Time now = absl::Now();
     absl::Duration wait = absl::Seconds(1);
     if (active && connection == nullptr) wait = std::max(absl::ZeroDuration(), next_connect - now);
-    if (state == LinkState::kReady && rows_available > sent_next) {
+    if (state == LinkState::kReady && releasable > sent_next) {
       wait = std::min(wait, std::max(absl::ZeroDuration(),
                                      oldest_unsent + options.upload_max_delay - now));
     }
     const uint64_t seen_generation = generation;
-    const int64_t seen_rows = rows_available;
+    const int64_t seen_rows = releasable;
     const int64_t seen_sent = sent_next;
     const uint32_t seen_epoch = epoch;
     const LinkState seen_state = state;
     const bool seen_request = request.has_value() && !request->sent && !request->done;
     auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      return stop || generation != seen_generation || rows_available != seen_rows ||
+      return stop || generation != seen_generation || releasable != seen_rows ||
              sent_next != seen_sent || epoch != seen_epoch || state != seen_state ||
              (request.has_value() && !request->sent && !request->done) != seen_request ||
              (stream_broken && connection != nullptr);
@@ -570,10 +578,10 @@ void CloudLink::Impl::WorkerLoop() {
     int64_t context_end = sent_next;
     if (want_request) {
       context_end = request->position;
-    } else if (rows_available - sent_next >= options.upload_batch_rows ||
-               (rows_available > sent_next &&
+    } else if (releasable - sent_next >= options.upload_batch_rows ||
+               (releasable > sent_next &&
                 absl::Now() - oldest_unsent >= options.upload_max_delay)) {
-      context_end = rows_available;
+      context_end = releasable;
     }
     if (want_request && request->position < sent_next) {
       // The cloud already has this row (sent as context): it cannot be asked.
@@ -666,7 +674,7 @@ void CloudLink::Impl::WorkerLoop() {
       request->sent = true;
       sent_next = std::max(sent_next, request->position + 1);
     }
-    oldest_unsent = sent_next < rows_available ? absl::Now() : absl::InfiniteFuture();
+    oldest_unsent = sent_next < releasable ? absl::Now() : absl::InfiniteFuture();
   }
   mu.Unlock();
   Disconnect(/*polite=*/true);

@@ -225,6 +225,7 @@ TEST_F(BadInput, GarbageBytesOnTheSocketDoNotDisturbOthers) {
     EXPECT_GT(write(fd, garbage.data(), garbage.size()), 0);
     close(fd);
   }
+  ExpectHealthySession(server_->address(), alice_);
 }
 
 TEST_F(BadInput, HealthySessionIsUnaffectedByHostileClientsAtTheSameTime) {

@@ -18,14 +18,14 @@ using edge::EdgeSession;
 using edge::TokenInfo;
 using edge::TokenSource;
 
-struct Run {
+struct Generation {
   std::vector<int32_t> ids;
   std::vector<TokenSource> sources;
   edge::GenerationSummary summary;
 };
 
-Run Generate(EdgeSession& session, const std::vector<int32_t>& prompt, int new_tokens) {
-  Run run;
+Generation Generate(EdgeSession& session, const std::vector<int32_t>& prompt, int new_tokens) {
+  Generation run;
   auto summary = session.GenerateIds(prompt, Greedy(new_tokens), [&](const TokenInfo& t) {
     if (t.id >= 0) run.sources.push_back(t.source);
     return true;
@@ -44,7 +44,7 @@ TEST(Collaboration, Fp32SplitIsTokenIdenticalToTheFullModel) {
   auto session = EdgeSession::Create(CollaborativeOptions(server->address(), "fp32", true));
   ASSERT_TRUE(session.ok()) << session.status();
   for (const auto& prompt : Prompts(4, 24)) {
-    const Run run = Generate(**session, prompt, 32);
+    const Generation run = Generate(**session, prompt, 32);
     ASSERT_EQ(run.ids.size(), 32u);
     for (TokenSource s : run.sources) EXPECT_EQ(s, TokenSource::kCloud);
     EXPECT_EQ(run.ids, FullGreedy(prompt, 32));
@@ -67,7 +67,7 @@ TEST_P(CodecAgreement, MeetsItsBound) {
   // 2,048 generated tokens: 32 prompts x 64.
   int64_t tokens = 0, agreed = 0, context_rows = 0, context_bytes = 0, continue_bytes = 0;
   for (const auto& prompt : Prompts(32, 24)) {
-    const Run run = Generate(**session, prompt, 64);
+    const Generation run = Generate(**session, prompt, 64);
     ASSERT_EQ(run.ids.size(), 64u);
     for (TokenSource s : run.sources) ASSERT_EQ(s, TokenSource::kCloud);
     for (bool a : AgreesWithFull(prompt, run.ids)) agreed += a;
@@ -112,7 +112,7 @@ TEST(Collaboration, EarlyExitPlusCloudKeepsTheCalibratedAgreement) {
   ASSERT_TRUE(session.ok()) << session.status();
   int64_t tokens = 0, agreed = 0, at_edge = 0, cloud = 0;
   for (const auto& prompt : Prompts(24, 24)) {
-    const Run run = Generate(**session, prompt, 64);
+    const Generation run = Generate(**session, prompt, 64);
     for (bool a : AgreesWithFull(prompt, run.ids)) agreed += a;
     tokens += static_cast<int64_t>(run.ids.size());
     for (TokenSource s : run.sources) {
@@ -137,7 +137,7 @@ TEST(Collaboration, StatsRpcAndMetricsReportTraffic) {
   ASSERT_NE(server, nullptr);
   auto session = EdgeSession::Create(CollaborativeOptions(server->address(), "int8+zstd", true));
   ASSERT_TRUE(session.ok()) << session.status();
-  const Run run = Generate(**session, Prompts(1, 16)[0], 8);
+  const Generation run = Generate(**session, Prompts(1, 16)[0], 8);
   EXPECT_EQ(run.summary.cloud.cloud_tokens, 8);
   const cloud::ServerStats stats = server->stats();
   EXPECT_EQ(stats.context.tokens_served, 8);

@@ -77,6 +77,9 @@ TEST(Faults, EvictionUnderATinyBudgetResyncsToTheSameText) {
   ASSERT_NE(server, nullptr);
   edge::EdgeOptions edge_options = CollaborativeOptions(server->address(), "fp32", true);
   edge_options.max_context = 256;
+  // Hidden states replay exactly what the edge computed (token ids would make
+  // the cloud recompute [0, S), which also needs room for a second cache).
+  edge_options.cloud.resync = edge::ResyncPolicy::kHiddenStates;
   auto a = EdgeSession::Create(edge_options);
   auto b = EdgeSession::Create(edge_options);
   ASSERT_TRUE(a.ok() && b.ok());
