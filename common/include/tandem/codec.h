@@ -17,7 +17,9 @@
 //   fp16 scale and those below ~2.1e-7 decode as zeros.
 // Optional zstd (levels 1..19) then compresses the whole payload. It pays off
 // for batches of rows (tandem-tiny, 512 rows x 256: bf16 -22%, int8 -7%, int4
-// -8%) but not for single rows, where the ~10-byte frame overhead wins.
+// -8%) but not for single rows, where the ~10-byte frame overhead wins: when
+// the frame is not smaller than the raw payload, the payload is stored raw
+// (header zstd level 0), so +zstd never costs bytes.
 //
 // Wire layout (little-endian), kHiddenHeaderBytes = 24 bytes of header:
 //   0  magic "TDH1"     4  version u8 (kHiddenCodecVersion)   5  format u8

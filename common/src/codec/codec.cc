@@ -459,6 +459,7 @@ absl::StatusOr<std::string> EncodeHidden(const float* data, int64_t rows, int64_
   }
 
   uint64_t stored = raw;
+  int compressed_level = spec.zstd_level;
   if (compress) {
     const size_t bound = ZSTD_compressBound(raw);
     out.resize(kHiddenHeaderBytes + bound);
@@ -470,8 +471,16 @@ absl::StatusOr<std::string> EncodeHidden(const float* data, int64_t rows, int64_
       return absl::InternalError(absl::StrCat("codec: zstd: ", ZSTD_getErrorName(n)));
     }
     if (n > kMaxU32) return CodecError("compressed payload exceeds 4 GiB");
-    stored = n;
-    out.resize(kHiddenHeaderBytes + n);
+    if (n < raw) {
+      stored = n;
+      out.resize(kHiddenHeaderBytes + n);
+    } else {
+      // zstd did not pay (a single row: the frame overhead exceeds the gain):
+      // store the payload raw and say so in the header.
+      out.resize(kHiddenHeaderBytes + raw);
+      std::memcpy(out.data() + kHiddenHeaderBytes, scratch.data(), raw);
+      compressed_level = 0;
+    }
   }
 
   char* h = out.data();
@@ -479,7 +488,7 @@ absl::StatusOr<std::string> EncodeHidden(const float* data, int64_t rows, int64_
   h[4] = static_cast<char>(kHiddenCodecVersion);
   h[5] = static_cast<char>(spec.format);
   h[6] = static_cast<char>(spec.format == HiddenFormat::kInt4 ? spec.group_size : 0);
-  h[7] = static_cast<char>(spec.zstd_level);
+  h[7] = static_cast<char>(compressed_level);
   StoreU32(h + 8, static_cast<uint32_t>(r));
   StoreU32(h + 12, static_cast<uint32_t>(d));
   StoreU32(h + 16, static_cast<uint32_t>(stored));
