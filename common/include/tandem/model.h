@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "tandem/kv_cache.h"
 #include "tandem/model_config.h"
 
@@ -43,6 +44,15 @@ struct ModelOptions {
   bool load_embedding = true;
   // The final norm and LM head (needed by Logits and by exit heads).
   bool load_head = true;
+};
+
+// One sequence's rows inside a packed batch (Model::ForwardLayersPacked): `rows`
+// consecutive rows at positions first_position .. first_position + rows - 1,
+// attending to (and appended to) `cache`.
+struct PackedSegment {
+  int64_t rows = 0;
+  int64_t first_position = 0;
+  KVCache* cache = nullptr;
 };
 
 // Weights of one decoder layer. Bias tensors are undefined when absent.
@@ -87,6 +97,22 @@ class Model {
   absl::StatusOr<at::Tensor> ForwardLayers(int64_t begin, int64_t end, const at::Tensor& hidden,
                                            const at::Tensor& positions, KVCache* cache) const;
 
+  // Runs layers [begin, end) on `hidden` [R, D] = the rows of several sequences,
+  // concatenated in segment order (the segments' rows sum to R). Dense work
+  // (RMSNorm, q/k/v/o projections, MLP) runs on all R rows at once; rotary and
+  // attention run per segment against that segment's own cache, to which its
+  // rows are appended exactly as ForwardLayers does with a cache (each layer's
+  // length must equal first_position). Every segment needs its own distinct
+  // cache holding [begin, end), rows >= 1 and room for its rows. Everything is
+  // validated before any cache is touched: an invalid segment is
+  // InvalidArgument (OutOfRange past a cache's capacity) with no cache mutated.
+  // On InternalError (a libtorch failure mid-way) the caches may hold some of
+  // the rows in some layers: truncate them to first_position before reuse.
+  // Returns [R, D] in the compute dtype.
+  absl::StatusOr<at::Tensor> ForwardLayersPacked(int64_t begin, int64_t end,
+                                                 const at::Tensor& hidden,
+                                                 absl::Span<const PackedSegment> segments) const;
+
   // Final RMSNorm + LM head: hidden [..., D] -> logits [..., V] (fp32).
   absl::StatusOr<at::Tensor> Logits(const at::Tensor& hidden) const;
   // The LM head alone applied to already-normalised hidden states (exit heads
@@ -119,6 +145,12 @@ class Model {
   absl::Status BuildWeights(const WeightFetcher& fetch);
   at::Tensor Attention(int64_t layer, const at::Tensor& x, const at::Tensor& positions,
                        KVCache* cache, absl::Status* status) const;
+  // The attention core of one sequence, after the projections and rotary:
+  // appends k/v to the cache (if any), then softmax(q k^T) v. q [B, heads, T, hd],
+  // k/v [B, kv_heads, T, hd] -> [B * T, heads * hd], before the output projection.
+  at::Tensor AttendSequence(int64_t layer, const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, const at::Tensor& positions, KVCache* cache,
+                            absl::Status* status) const;
   at::Tensor Mlp(const DecoderLayerWeights& w, const at::Tensor& x) const;
   // cos/sin tables [T, head_dim/2] for the given positions, fp32.
   std::pair<at::Tensor, at::Tensor> RotaryTables(const at::Tensor& positions) const;

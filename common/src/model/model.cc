@@ -137,7 +137,7 @@ at::Tensor Model::Attention(int64_t layer, const at::Tensor& x, const at::Tensor
   const DecoderLayerWeights& w = layers_[layer - layer_begin_];
   const int64_t batch = x.size(0), rows = x.size(1);
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
-  const int64_t hd = config_.head_dim, group = heads / kv_heads;
+  const int64_t hd = config_.head_dim;
   at::Tensor x2 = x.reshape({batch * rows, x.size(2)});
   at::Tensor q = Linear(x2, w.q_proj, w.q_bias).view({batch, rows, heads, hd}).transpose(1, 2);
   at::Tensor k = Linear(x2, w.k_proj, w.k_bias).view({batch, rows, kv_heads, hd}).transpose(1, 2);
@@ -145,24 +145,35 @@ at::Tensor Model::Attention(int64_t layer, const at::Tensor& x, const at::Tensor
   auto [cos, sin] = RotaryTables(positions);
   q = ApplyRotary(q, cos, sin);
   k = ApplyRotary(k, cos, sin);
+  at::Tensor out = AttendSequence(layer, q, k, v, positions, cache, status);
+  if (!status->ok()) return {};
+  return Linear(out, w.o_proj, w.o_bias).view({batch, rows, -1});
+}
 
+at::Tensor Model::AttendSequence(int64_t layer, const at::Tensor& q, const at::Tensor& k,
+                                 const at::Tensor& v, const at::Tensor& positions,
+                                 KVCache* cache, absl::Status* status) const {
+  const int64_t batch = q.size(0), rows = q.size(2);
+  const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
+  const int64_t hd = config_.head_dim, group = heads / kv_heads;
   at::Tensor keys = k, values = v;
-  at::Tensor key_positions = positions;
+  int64_t key_count = rows;
   if (cache != nullptr) {
     *status = cache->Append(layer, k[0], v[0], &keys, &values);
     if (!status->ok()) return {};
     keys = keys.unsqueeze(0);
     values = values.unsqueeze(0);
-    key_positions = at::arange(keys.size(2), at::kLong);
+    key_count = keys.size(2);
   }
   // Query head h uses key head h / group: fold the group into the row axis so
   // the keys are shared without copying them.
   at::Tensor qg = q.reshape({batch, kv_heads, group * rows, hd});
   at::Tensor scores =
       at::matmul(qg, keys.transpose(-1, -2)).to(at::kFloat) * attention_scale_;  // [B,KV,G*T,P]
-  const int64_t last_key = key_positions.size(0) - 1;
   const bool need_mask = rows > 1 || config_.sliding_window > 0 || cache == nullptr;
-  if (need_mask && last_key >= 0) {
+  if (need_mask && key_count > 0) {
+    // Cached keys sit at positions 0 .. key_count - 1; uncached ones at `positions`.
+    at::Tensor key_positions = cache != nullptr ? at::arange(key_count, at::kLong) : positions;
     at::Tensor row_pos = positions.view({rows, 1});
     at::Tensor key_pos = key_positions.view({1, -1});
     at::Tensor allowed = key_pos <= row_pos;
@@ -172,12 +183,11 @@ at::Tensor Model::Attention(int64_t layer, const at::Tensor& x, const at::Tensor
     at::Tensor mask = allowed.logical_not().repeat({group, 1});  // [G*T, P]
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
-  at::Tensor probs = at::softmax(scores, -1).to(x.scalar_type());
-  at::Tensor out = at::matmul(probs, values)  // [B, KV, G*T, hd]
-                       .view({batch, heads, rows, hd})
-                       .transpose(1, 2)
-                       .reshape({batch * rows, heads * hd});
-  return Linear(out, w.o_proj, w.o_bias).view({batch, rows, -1});
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
+  return at::matmul(probs, values)  // [B, KV, G*T, hd]
+      .view({batch, heads, rows, hd})
+      .transpose(1, 2)
+      .reshape({batch * rows, heads * hd});
 }
 
 at::Tensor Model::Mlp(const DecoderLayerWeights& w, const at::Tensor& x) const {
@@ -240,6 +250,103 @@ absl::StatusOr<at::Tensor> Model::ForwardLayers(int64_t begin, int64_t end,
     return absl::InternalError(absl::StrCat("ForwardLayers: ", e.what_without_backtrace()));
   }
   return hidden.dim() == 2 ? x.squeeze(0) : x;
+}
+
+absl::StatusOr<at::Tensor> Model::ForwardLayersPacked(
+    int64_t begin, int64_t end, const at::Tensor& hidden,
+    absl::Span<const PackedSegment> segments) const {
+  if (begin < layer_begin_ || end > layer_end_ || begin > end) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardLayersPacked: [", begin, ", ", end,
+                                                   ") is outside the loaded layers [",
+                                                   layer_begin_, ", ", layer_end_, ")"));
+  }
+  if (!hidden.defined() || hidden.dim() != 2 || hidden.size(1) != config_.hidden_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ForwardLayersPacked: hidden must be [R, ", config_.hidden_size, "]"));
+  }
+  if (segments.empty()) return absl::InvalidArgumentError("ForwardLayersPacked: no segments");
+  int64_t total = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const PackedSegment& seg = segments[i];
+    if (seg.rows < 1 || seg.first_position < 0 || seg.cache == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardLayersPacked: segment ", i, " needs rows >= 1, first_position >= 0 and a cache"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (segments[j].cache == seg.cache) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ForwardLayersPacked: segments ", j, " and ", i, " share a cache"));
+      }
+    }
+    for (int64_t l = begin; l < end; ++l) {
+      if (!seg.cache->HoldsLayer(l)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ForwardLayersPacked: segment ", i, "'s cache lacks layer ", l));
+      }
+      if (seg.cache->length(l) != seg.first_position) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ForwardLayersPacked: segment ", i, ": layer ", l, " holds ", seg.cache->length(l),
+            " positions but its rows start at position ", seg.first_position));
+      }
+    }
+    if (seg.first_position + seg.rows > seg.cache->capacity()) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "ForwardLayersPacked: segment ", i, ": position ", seg.first_position + seg.rows - 1,
+          " exceeds the cache capacity ", seg.cache->capacity()));
+    }
+    total += seg.rows;
+  }
+  if (total != hidden.size(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardLayersPacked: the segments hold ",
+                                                   total, " rows but hidden has ",
+                                                   hidden.size(0)));
+  }
+  try {
+    const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
+    const int64_t hd = config_.head_dim;
+    // Positions of every row (rotary runs on all rows at once) and of each
+    // segment (its attention mask), once for all layers.
+    std::vector<at::Tensor> segment_positions;
+    std::vector<int64_t> offsets;
+    segment_positions.reserve(segments.size());
+    int64_t offset = 0;
+    for (const PackedSegment& seg : segments) {
+      segment_positions.push_back(
+          at::arange(seg.first_position, seg.first_position + seg.rows, at::kLong));
+      offsets.push_back(offset);
+      offset += seg.rows;
+    }
+    auto [cos, sin] = RotaryTables(segment_positions.size() == 1 ? segment_positions[0]
+                                                                 : at::cat(segment_positions));
+    at::Tensor x = hidden.to(options_.dtype);
+    std::vector<at::Tensor> outs(segments.size());
+    for (int64_t l = begin; l < end; ++l) {
+      const DecoderLayerWeights& w = layers_[l - layer_begin_];
+      at::Tensor xn = RmsNorm(x, w.input_norm);
+      // [heads, R, hd]: rotary's tables broadcast over the heads.
+      at::Tensor q = ApplyRotary(
+          Linear(xn, w.q_proj, w.q_bias).view({total, heads, hd}).transpose(0, 1), cos, sin);
+      at::Tensor k = ApplyRotary(
+          Linear(xn, w.k_proj, w.k_bias).view({total, kv_heads, hd}).transpose(0, 1), cos, sin);
+      at::Tensor v = Linear(xn, w.v_proj, w.v_bias).view({total, kv_heads, hd}).transpose(0, 1);
+      for (size_t i = 0; i < segments.size(); ++i) {
+        const int64_t rows = segments[i].rows;
+        auto part = [&](const at::Tensor& a) {
+          return a.narrow(1, offsets[i], rows).unsqueeze(0);  // [1, H, T, hd]
+        };
+        absl::Status status;
+        outs[i] = AttendSequence(l, part(q), part(k), part(v), segment_positions[i],
+                                 segments[i].cache, &status);
+        TANDEM_RETURN_IF_ERROR(status);
+      }
+      at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+      x = x + Linear(attn, w.o_proj, w.o_bias);
+      x = x + Mlp(w, RmsNorm(x, w.post_attention_norm));
+    }
+    return x;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("ForwardLayersPacked: ", e.what_without_backtrace()));
+  }
 }
 
 absl::StatusOr<at::Tensor> Model::LmHead(const at::Tensor& normed) const {

@@ -9,8 +9,9 @@
 // batch per session, batched across sessions by the Scheduler — samples the
 // token that follows p and hands it to the caller's callback.
 //
-// Limits: a memory budget in bytes over all sessions (KV allocated + queued rows),
-// enforced by evicting idle sessions least-recently-used first; an idle TTL; a
+// Limits: a memory budget in bytes over all sessions (KV allocated + queued rows
+// + [0, S) caches while they exist), enforced by evicting idle sessions (no
+// Continue pending or running) least-recently-used first; an idle TTL; a
 // cap on positions per session; a cap on the number of sessions. A session that
 // is gone (evicted, expired, never opened here — e.g. another replica or a
 // restart) is NotFound: the server answers ResyncRequired and the edge replays.
@@ -65,7 +66,8 @@
 namespace tandem::cloud {
 
 struct ContextLimits {
-  // Bytes over all sessions: KV caches (allocated capacity) + queued rows.
+  // Bytes over all sessions: KV caches (allocated capacity, [S, L) and any
+  // [0, S)) + queued rows (token ids count as the rows they become).
   int64_t memory_budget_bytes = int64_t{1} << 30;
   int64_t max_sessions = 1024;
   // Positions one session may hold (its KV capacity, allocated at Open); 0 =
