@@ -286,6 +286,7 @@ absl::StatusOr<int32_t> CloudLink::Continue(int64_t position, const at::Tensor& 
     if (opening) impl_->mu.AwaitWithDeadline(absl::Condition(&settled), deadline);
     if (impl_->state != Impl::LinkState::kReady) {
       ++impl_->stats.failed_requests;
+      impl_->stats.last_error = "the cloud is not connected";
       return absl::UnavailableError("the cloud is not connected");
     }
   }
@@ -310,6 +311,7 @@ absl::StatusOr<int32_t> CloudLink::Continue(int64_t position, const at::Tensor& 
     impl_->stats.request_seconds += absl::ToDoubleSeconds(absl::Now() - start);
   } else {
     ++impl_->stats.failed_requests;
+    impl_->stats.last_error = result.status().ToString();
   }
   return result;
 }

@@ -85,6 +85,7 @@ CloudLinkStats Difference(const CloudLinkStats& a, const CloudLinkStats& b) {
   d.resync_hidden_positions = a.resync_hidden_positions - b.resync_hidden_positions;
   d.request_seconds = a.request_seconds - b.request_seconds;
   d.cloud_compute_seconds = a.cloud_compute_seconds - b.cloud_compute_seconds;
+  d.last_error = a.last_error == b.last_error ? "" : a.last_error;
   return d;
 }
 

@@ -9,6 +9,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "tandem/edge/cloud_link.h"
+#include "tandem/edge/edge_engine.h"
+#include "tandem/fingerprint.h"
 #include "tandem/generate.h"
 #include "tandem/tokenizer.h"
 
@@ -121,6 +124,60 @@ std::vector<bool> AgreesWithFull(const std::vector<int32_t>& prompt,
     agree.push_back(argmax[prompt.size() - 1 + i].item<int64_t>() == generated[i]);
   }
   return agree;
+}
+
+TeacherForcedResult TeacherForced(const edge::EdgeOptions& options,
+                                  const std::vector<std::vector<int32_t>>& windows) {
+  TeacherForcedResult r;
+  auto engine = edge::EdgeEngine::Create(options);
+  if (!engine.ok()) {
+    ADD_FAILURE() << engine.status();
+    return r;
+  }
+  auto fingerprint = SplitFingerprint((*engine)->model(), (*engine)->split());
+  auto link = edge::CloudLink::Create(options.cloud, *fingerprint, (*engine)->split(),
+                                      (*engine)->exit_layers(),
+                                      (*engine)->model().config().hidden_size);
+  if (!link.ok()) {
+    ADD_FAILURE() << link.status();
+    return r;
+  }
+  int64_t longest = 0;
+  for (const auto& w : windows) longest = std::max<int64_t>(longest, w.size());
+  auto sequence = (*engine)->NewSequence(longest, link->get());
+  if (!sequence.ok()) {
+    ADD_FAILURE() << sequence.status();
+    return r;
+  }
+  (*sequence)->set_cloud(link->get(), options.cloud.request_timeout);
+  const Model& full = ShippedFullModel();
+  for (const auto& window : windows) {
+    // The full model's greedy choice after every prefix, in one pass.
+    at::Tensor argmax;
+    {
+      at::InferenceMode guard;
+      std::vector<int64_t> ids(window.begin(), window.end());
+      auto hidden = full.Embed(at::tensor(ids, at::kLong));
+      auto out = full.ForwardLayers(0, full.config().num_hidden_layers, *hidden,
+                                    at::arange(static_cast<int64_t>(ids.size()), at::kLong),
+                                    nullptr);
+      argmax = full.Logits(*out)->argmax(-1);
+    }
+    auto step = (*sequence)->Start(absl::MakeConstSpan(window.data(), 1));
+    for (size_t p = 1; p < window.size() && step.ok(); ++p) {
+      const bool agrees = argmax[p - 1].item<int64_t>() == step->token;
+      ++r.positions;
+      r.agreed += agrees;
+      r.promised_agreed += step->source == edge::TokenSource::kExit ? agrees : 1;
+      r.at_edge += step->source == edge::TokenSource::kExit;
+      r.cloud += step->source == edge::TokenSource::kCloud;
+      r.fallback += step->source == edge::TokenSource::kFallback;
+      step = (*sequence)->Step(window[p]);  // teacher forcing: feed the text, not the choice
+    }
+    if (!step.ok()) ADD_FAILURE() << step.status();
+    (*sequence)->Finish();
+  }
+  return r;
 }
 
 edge::GenerateOptions Greedy(int new_tokens) {

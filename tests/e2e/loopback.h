@@ -42,6 +42,20 @@ std::vector<int32_t> FullGreedy(const std::vector<int32_t>& prompt, int new_toke
 std::vector<bool> AgreesWithFull(const std::vector<int32_t>& prompt,
                                  const std::vector<int32_t>& generated);
 
+// Teacher-forced collaborative decisions over `windows` of text (each window is
+// one sequence: its first token is the prompt, then the text is fed token by
+// token), compared with the full model's greedy choices.
+struct TeacherForcedResult {
+  int64_t positions = 0;
+  int64_t agreed = 0;           // decided token == the full model's
+  int64_t promised_agreed = 0;  // the calibration rule: exit token where an exit fired, else full
+  int64_t at_edge = 0, cloud = 0, fallback = 0;
+  double agreement() const { return positions ? double(agreed) / positions : 0; }
+  double promised_agreement() const { return positions ? double(promised_agreed) / positions : 0; }
+};
+TeacherForcedResult TeacherForced(const edge::EdgeOptions& options,
+                                  const std::vector<std::vector<int32_t>>& windows);
+
 // Generation options used throughout: greedy, EOS does not stop.
 edge::GenerateOptions Greedy(int new_tokens);
 

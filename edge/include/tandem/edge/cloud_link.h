@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,7 @@ struct CloudLinkStats {
   int64_t resync_hidden_positions = 0;  // positions replayed as hidden states
   double request_seconds = 0.0;     // sum over answered requests, edge-side wall time
   double cloud_compute_seconds = 0.0;  // sum of the cloud's reported compute time
+  std::string last_error;           // why the latest failed request failed
 };
 
 class CloudLink : public ContextSink, public CloudContinuation {
