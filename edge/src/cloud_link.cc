@@ -93,7 +93,7 @@ struct CloudLink::Impl {
   // --- the stream (worker + reader) ---
   enum class LinkState { kDown, kOpening, kReady };
   LinkState state ABSL_GUARDED_BY(mu) = LinkState::kDown;
-  uint64_t stream_generation ABSL_GUARDED_BY(mu) = 0;  // `generation` the stream serves
+  uint64_t stream_generation ABSL_GUARDED_BY(mu) = 0;  // `generation` the stream serves (0: none)
   bool stream_broken ABSL_GUARDED_BY(mu) = false;
   uint32_t epoch ABSL_GUARDED_BY(mu) = 0;
   int64_t sent_next ABSL_GUARDED_BY(mu) = 0;  // next position to send on this epoch
@@ -286,7 +286,10 @@ absl::StatusOr<int32_t> CloudLink::Continue(int64_t position, const at::Tensor& 
     if (opening) impl_->mu.AwaitWithDeadline(absl::Condition(&settled), deadline);
     if (impl_->state != Impl::LinkState::kReady) {
       ++impl_->stats.failed_requests;
-      impl_->stats.last_error = "the cloud is not connected";
+      impl_->stats.last_error = absl::StrCat(
+          "the cloud is not connected (opening=", opening, " state=", static_cast<int>(impl_->state),
+          " attempts=", impl_->attempts, " connect failures +",
+          impl_->stats.connect_failures - failures, ")");
       return absl::UnavailableError("the cloud is not connected");
     }
   }
@@ -433,6 +436,12 @@ bool CloudLink::Impl::Connect() {
 
 void CloudLink::Impl::Disconnect(bool polite) {
   if (connection == nullptr) return;
+  if (polite) {
+    // A stream retired on purpose: its reader must not report it broken (that
+    // would fail the next sequence's request and delay its connection).
+    absl::MutexLock lock(&mu);
+    stream_generation = 0;
+  }
   if (polite) {
     wire::ClientMessage message;
     message.mutable_close();
@@ -631,6 +640,7 @@ void CloudLink::Impl::WorkerLoop() {
       (as_tokens ? token_positions : hidden_positions) = context_end - begin;
     }
     uint64_t request_id = 0;
+    int64_t request_position = 0;
     if (want_request) {
       wire::ClientMessage message;
       wire::Continue* cont = message.mutable_continue_();
@@ -644,6 +654,7 @@ void CloudLink::Impl::WorkerLoop() {
         continue;
       }
       request_id = request->id;
+      request_position = request->position;
       messages.push_back(std::move(message));
     }
     const bool was_replaying = replaying;
@@ -672,9 +683,11 @@ void CloudLink::Impl::WorkerLoop() {
       replaying = false;
     }
     sent_next = std::max(sent_next, context_end);
-    if (request_id != 0 && request.has_value() && request->id == request_id) {
-      request->sent = true;
-      sent_next = std::max(sent_next, request->position + 1);
+    if (request_id != 0) {
+      // The row went out with the Continue, whether or not the request is
+      // still waiting (its answer may already have arrived and been taken).
+      sent_next = std::max(sent_next, request_position + 1);
+      if (request.has_value() && request->id == request_id) request->sent = true;
     }
     oldest_unsent = sent_next < releasable ? absl::Now() : absl::InfiniteFuture();
   }

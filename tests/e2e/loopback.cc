@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <mutex>
 #include <sstream>
@@ -48,6 +49,7 @@ const Model& ShippedFullModel() {
 
 std::unique_ptr<cloud::CloudServer> StartServer(cloud::ServerOptions options, int port) {
   options.listen_address = "127.0.0.1:" + std::to_string(port);
+  if (std::getenv("TANDEM_TEST_SERVER_LOG") != nullptr) options.log = &std::cerr;
   auto server = cloud::CloudServer::Start(options, ShippedCloudModel());
   if (!server.ok()) {
     ADD_FAILURE() << "server: " << server.status();

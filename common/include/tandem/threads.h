@@ -5,7 +5,8 @@
 
 namespace tandem {
 
-// Sets the number of threads matmuls and other ops may use. `threads` <= 0 means
+// Sets the number of threads matmuls and other ops may use — libtorch's pool and
+// the system BLAS's (OpenBLAS), which libtorch does not control. `threads` <= 0 means
 // $OMP_NUM_THREADS if set, otherwise every core. Returns the number now in effect.
 // Call before any tensor work; not thread-safe.
 int SetComputeThreads(int threads);
