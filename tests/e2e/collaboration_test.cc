@@ -91,13 +91,16 @@ TEST_P(CodecAgreement, MeetsItsBound) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, CodecAgreement,
-                         ::testing::Values(std::make_pair("int8", 0.99),
-                                           std::make_pair("int8+zstd", 0.99),
+                         ::testing::Values(std::make_pair("fp32", 0.999),
                                            std::make_pair("fp16", 0.99),
-                                           std::make_pair("int4", 0.90)),
+                                           std::make_pair("bf16", 0.99),
+                                           std::make_pair("int8", 0.99),
+                                           std::make_pair("int8+zstd", 0.99),
+                                           std::make_pair("int4", 0.95),
+                                           std::make_pair("int4-g64", 0.95)),
                          [](const auto& info) {
                            std::string name = info.param.first;
-                           for (char& c : name) if (c == '+') c = '_';
+                           for (char& c : name) if (c == '+' || c == '-') c = '_';
                            return name;
                          });
 
