@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "flags.h"
+#include <grpcpp/grpcpp.h>
+#include "tandem/wire/tandem.grpc.pb.h"
 #include "tandem/cloud/server.h"
 #include "tandem/status_macros.h"
 #include "tandem/threads.h"
@@ -21,6 +23,7 @@
 namespace {
 
 constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
+       tandem-cloud --print-stats HOST:PORT [--api-key KEY]   (a running server's counters)
 
   --model DIR              Hugging Face checkpoint directory (required)
   --split S                layers [S, L) run here; default: the checkpoint's exits.json split
@@ -60,13 +63,31 @@ absl::StatusOr<int64_t> ParseBytes(std::string text) {
   return value * scale;
 }
 
+// Asks a running server for its counters (the Stats RPC) and prints them.
+absl::Status PrintStats(const std::string& address, const std::string& api_key) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = tandem::wire::Continuation::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!api_key.empty()) context.AddMetadata("authorization", "Bearer " + api_key);
+  tandem::wire::StatsRequest request;
+  tandem::wire::StatsReply reply;
+  grpc::Status status = stub->Stats(&context, request, &reply);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat(address, ": ", status.error_message()));
+  }
+  std::cout << reply.text();
+  return absl::OkStatus();
+}
+
 absl::Status Run(int argc, char** argv) {
   using tandem::cli::Flags;
   absl::StatusOr<Flags> parsed = Flags::Parse(
       argc - 1, argv + 1,
       {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
-       "tls-cert", "tls-key", "threads", "stats-interval", "grace-seconds"},
+       "tls-cert", "tls-key", "threads", "stats-interval", "grace-seconds", "print-stats",
+       "api-key"},
       {"no-token-resync", "quiet", "help"});
   if (!parsed.ok()) return parsed.status();
   const Flags& flags = *parsed;
@@ -74,6 +95,7 @@ absl::Status Run(int argc, char** argv) {
     std::cout << kUsage;
     return absl::OkStatus();
   }
+  if (flags.Has("print-stats")) return PrintStats(flags.Get("print-stats"), flags.Get("api-key"));
   if (!flags.Has("model")) return absl::InvalidArgumentError("--model is required");
 
   tandem::cloud::ServerOptions options;
