@@ -98,6 +98,9 @@ struct CloudLink::Impl {
   uint32_t epoch ABSL_GUARDED_BY(mu) = 0;
   int64_t sent_next ABSL_GUARDED_BY(mu) = 0;  // next position to send on this epoch
   bool token_resync_allowed ABSL_GUARDED_BY(mu) = false;
+  // The cloud ran out of memory for a token-id rebuild (it needs a second
+  // cache for [0, S)): replay hidden states for the rest of the sequence.
+  bool tokens_refused ABSL_GUARDED_BY(mu) = false;
   bool replaying ABSL_GUARDED_BY(mu) = false;  // sending positions the cloud lost
   absl::Time next_connect ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   bool connecting ABSL_GUARDED_BY(mu) = false;  // the worker is opening a stream
@@ -216,6 +219,7 @@ void CloudLink::OnBegin(const SequenceInfo& info) {
     impl_->oldest_unsent = absl::InfiniteFuture();
     impl_->next_connect = absl::InfinitePast();  // a new sequence tries at once
     impl_->attempts = 0;
+    impl_->tokens_refused = false;
     impl_->backoff = impl_->options.reconnect_initial_backoff;
   }
   if (impl_->forward != nullptr) impl_->forward->OnBegin(info);
@@ -508,6 +512,9 @@ void CloudLink::Impl::ReaderLoop(Connection* conn, uint64_t stream_gen) {
           request->done = true;
           request->result = status;
         }
+        if (error.code() == static_cast<int32_t>(absl::StatusCode::kResourceExhausted)) {
+          tokens_refused = true;
+        }
         if (error.fatal()) MarkBrokenLocked();
         break;
       }
@@ -606,7 +613,7 @@ void CloudLink::Impl::WorkerLoop() {
     const int64_t begin = sent_next;
     // Replays from position 0 may go as token ids (the cloud runs [0, S)).
     const bool as_tokens =
-        replaying && begin == 0 && token_resync_allowed &&
+        replaying && begin == 0 && token_resync_allowed && !tokens_refused &&
         options.resync != ResyncPolicy::kHiddenStates &&
         static_cast<int64_t>(ids.size()) >= context_end;
     int64_t token_positions = 0, hidden_positions = 0;

@@ -102,6 +102,35 @@ TEST(Faults, EvictionUnderATinyBudgetResyncsToTheSameText) {
   EXPECT_EQ(summary->ids, FullGreedy(prompts[0], 32)) << "same text as without eviction";
 }
 
+// Token-id replay needs room for a second ([0, S)) cache on the cloud; under a
+// budget without it the cloud refuses, and the link switches to hidden states.
+TEST(Faults, TokenReplayRefusedForMemoryFallsBackToHiddenStates) {
+  cloud::ServerOptions options;
+  options.limits.memory_budget_bytes = 1536 * 1024;
+  auto server = StartServer(options);
+  ASSERT_NE(server, nullptr);
+  edge::EdgeOptions edge_options = CollaborativeOptions(server->address(), "fp32", true);
+  edge_options.max_context = 256;
+  edge_options.cloud.resync = edge::ResyncPolicy::kAuto;
+  auto a = EdgeSession::Create(edge_options);
+  auto b = EdgeSession::Create(edge_options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto prompts = Prompts(2, 24);
+  std::vector<TokenSource> sources;
+  auto summary = (*a)->GenerateIds(prompts[0], Greedy(32), [&](const TokenInfo& t) {
+    if (t.id < 0) return true;
+    sources.push_back(t.source);
+    if (sources.size() == 10) (void)(*b)->GenerateIds(prompts[1], Greedy(8));  // evicts A
+    return true;
+  });
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  ASSERT_EQ(sources.size(), 32u);
+  EXPECT_GE(server->stats().context.evicted, 1);
+  EXPECT_GT(summary->cloud.resync_hidden_positions, 0);
+  // Collaboration resumed: the last tokens come from the cloud again.
+  for (size_t i = 24; i < sources.size(); ++i) EXPECT_EQ(sources[i], TokenSource::kCloud) << i;
+}
+
 TEST(Faults, NoServerAtAllIsStandaloneWithoutErrors) {
   // A port nobody listens on: bind a server, note its port, stop it.
   int port = 0;
