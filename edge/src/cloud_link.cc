@@ -103,7 +103,6 @@ struct CloudLink::Impl {
   bool tokens_refused ABSL_GUARDED_BY(mu) = false;
   bool replaying ABSL_GUARDED_BY(mu) = false;  // sending positions the cloud lost
   absl::Time next_connect ABSL_GUARDED_BY(mu) = absl::InfinitePast();
-  bool connecting ABSL_GUARDED_BY(mu) = false;  // the worker is opening a stream
   int64_t attempts ABSL_GUARDED_BY(mu) = 0;      // connection attempts this sequence
   absl::Duration backoff ABSL_GUARDED_BY(mu);
   bool stop ABSL_GUARDED_BY(mu) = false;
@@ -573,11 +572,9 @@ void CloudLink::Impl::WorkerLoop() {
     if (!active) continue;
     if (connection == nullptr) {
       if (absl::Now() < next_connect) continue;
-      connecting = true;
       mu.Unlock();
       const bool ok = Connect();
       mu.Lock();
-      connecting = false;
       ++attempts;
       if (ok) {
         ++stats.connects;

@@ -69,17 +69,27 @@ INSTANTIATE_TEST_SUITE_P(Policies, KillAndRestart,
                          ::testing::Values(ResyncPolicy::kTokenIds, ResyncPolicy::kHiddenStates),
                          [](const auto& info) { return std::string(edge::ResyncPolicyName(info.param)); });
 
-TEST(Faults, EvictionUnderATinyBudgetResyncsToTheSameText) {
-  // Room for one session's KV (capacity 256 x 4 layers x 4 KB/position = 1 MB).
+// A server with room for one session's KV (capacity 256 x 4 layers x 4 KB a
+// position = 1 MB) and the options of two edge sessions that will evict each
+// other on it.
+std::unique_ptr<cloud::CloudServer> TinyBudgetServer() {
   cloud::ServerOptions options;
   options.limits.memory_budget_bytes = 1536 * 1024;
-  auto server = StartServer(options);
+  return StartServer(options);
+}
+edge::EdgeOptions TinyBudgetEdge(const cloud::CloudServer& server, ResyncPolicy resync) {
+  edge::EdgeOptions options = CollaborativeOptions(server.address(), "fp32", true);
+  options.max_context = 256;
+  options.cloud.resync = resync;
+  return options;
+}
+
+TEST(Faults, EvictionUnderATinyBudgetResyncsToTheSameText) {
+  auto server = TinyBudgetServer();
   ASSERT_NE(server, nullptr);
-  edge::EdgeOptions edge_options = CollaborativeOptions(server->address(), "fp32", true);
-  edge_options.max_context = 256;
   // Hidden states replay exactly what the edge computed (token ids would make
   // the cloud recompute [0, S), which also needs room for a second cache).
-  edge_options.cloud.resync = edge::ResyncPolicy::kHiddenStates;
+  const edge::EdgeOptions edge_options = TinyBudgetEdge(*server, ResyncPolicy::kHiddenStates);
   auto a = EdgeSession::Create(edge_options);
   auto b = EdgeSession::Create(edge_options);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -105,13 +115,9 @@ TEST(Faults, EvictionUnderATinyBudgetResyncsToTheSameText) {
 // Token-id replay needs room for a second ([0, S)) cache on the cloud; under a
 // budget without it the cloud refuses, and the link switches to hidden states.
 TEST(Faults, TokenReplayRefusedForMemoryFallsBackToHiddenStates) {
-  cloud::ServerOptions options;
-  options.limits.memory_budget_bytes = 1536 * 1024;
-  auto server = StartServer(options);
+  auto server = TinyBudgetServer();
   ASSERT_NE(server, nullptr);
-  edge::EdgeOptions edge_options = CollaborativeOptions(server->address(), "fp32", true);
-  edge_options.max_context = 256;
-  edge_options.cloud.resync = edge::ResyncPolicy::kAuto;
+  const edge::EdgeOptions edge_options = TinyBudgetEdge(*server, ResyncPolicy::kAuto);
   auto a = EdgeSession::Create(edge_options);
   auto b = EdgeSession::Create(edge_options);
   ASSERT_TRUE(a.ok() && b.ok());

@@ -109,21 +109,31 @@ std::vector<int32_t> FullGreedy(const std::vector<int32_t>& prompt, int new_toke
   return stats->ids;
 }
 
-std::vector<bool> AgreesWithFull(const std::vector<int32_t>& prompt,
-                                 const std::vector<int32_t>& generated) {
+namespace {
+
+// The full model's greedy choice after every prefix of `ids`: element i is
+// its choice for position i + 1. One pass, no cache.
+std::vector<int64_t> FullArgmax(const std::vector<int32_t>& ids) {
   at::InferenceMode guard;
-  std::vector<int64_t> all(prompt.begin(), prompt.end());
-  all.insert(all.end(), generated.begin(), generated.end());
   const Model& model = ShippedFullModel();
-  at::Tensor ids = at::tensor(all, at::kLong);
-  auto hidden = model.Embed(ids);
+  std::vector<int64_t> all(ids.begin(), ids.end());
+  auto hidden = model.Embed(at::tensor(all, at::kLong));
   auto out = model.ForwardLayers(0, model.config().num_hidden_layers, *hidden,
                                  at::arange(static_cast<int64_t>(all.size()), at::kLong), nullptr);
-  auto logits = model.Logits(*out);
-  at::Tensor argmax = logits->argmax(-1);
+  at::Tensor argmax = model.Logits(*out)->argmax(-1).contiguous();
+  return std::vector<int64_t>(argmax.data_ptr<int64_t>(), argmax.data_ptr<int64_t>() + all.size());
+}
+
+}  // namespace
+
+std::vector<bool> AgreesWithFull(const std::vector<int32_t>& prompt,
+                                 const std::vector<int32_t>& generated) {
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), generated.begin(), generated.end());
+  const std::vector<int64_t> argmax = FullArgmax(all);
   std::vector<bool> agree;
   for (size_t i = 0; i < generated.size(); ++i) {
-    agree.push_back(argmax[prompt.size() - 1 + i].item<int64_t>() == generated[i]);
+    agree.push_back(argmax[prompt.size() - 1 + i] == generated[i]);
   }
   return agree;
 }
@@ -152,22 +162,11 @@ TeacherForcedResult TeacherForced(const edge::EdgeOptions& options,
     return r;
   }
   (*sequence)->set_cloud(link->get(), options.cloud.request_timeout);
-  const Model& full = ShippedFullModel();
   for (const auto& window : windows) {
-    // The full model's greedy choice after every prefix, in one pass.
-    at::Tensor argmax;
-    {
-      at::InferenceMode guard;
-      std::vector<int64_t> ids(window.begin(), window.end());
-      auto hidden = full.Embed(at::tensor(ids, at::kLong));
-      auto out = full.ForwardLayers(0, full.config().num_hidden_layers, *hidden,
-                                    at::arange(static_cast<int64_t>(ids.size()), at::kLong),
-                                    nullptr);
-      argmax = full.Logits(*out)->argmax(-1);
-    }
+    const std::vector<int64_t> argmax = FullArgmax(window);
     auto step = (*sequence)->Start(absl::MakeConstSpan(window.data(), 1));
     for (size_t p = 1; p < window.size() && step.ok(); ++p) {
-      const bool agrees = argmax[p - 1].item<int64_t>() == step->token;
+      const bool agrees = argmax[p - 1] == step->token;
       ++r.positions;
       r.agreed += agrees;
       r.promised_agreed += step->source == edge::TokenSource::kExit ? agrees : 1;

@@ -51,7 +51,7 @@ class ContinuationService final : public wire::Continuation::Service {
     ++service_->counters.streams_active;
     grpc::Status status;
     {
-      SessionStream session(service_, context, stream, *identity);
+      SessionStream session(service_, stream, *identity);
       status = session.Run();
     }
     --service_->counters.streams_active;

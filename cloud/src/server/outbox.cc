@@ -19,9 +19,9 @@ bool Outbox::Send(wire::ServerMessage message) {
 void Outbox::Close() {
   {
     absl::MutexLock lock(&mu_);
-    if (closing_ && !writer_.joinable()) return;
     closing_ = true;
   }
+  // Close is called by the stream's own thread only (Run, then the destructor).
   if (writer_.joinable()) writer_.join();
 }
 

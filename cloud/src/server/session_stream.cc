@@ -29,10 +29,8 @@ absl::Status Refuse(absl::StatusCode code, absl::string_view message) {
 
 }  // namespace
 
-SessionStream::SessionStream(ServiceContext* service, grpc::ServerContext* context,
-                             ServerStream* stream, std::string identity)
+SessionStream::SessionStream(ServiceContext* service, ServerStream* stream, std::string identity)
     : service_(service),
-      context_(context),
       stream_(stream),
       identity_(std::move(identity)),
       outbox_(std::make_shared<Outbox>(stream, &service->counters)) {}
@@ -65,24 +63,29 @@ void SessionStream::SendAck(int64_t next_position) {
   outbox_->Send(std::move(message));
 }
 
+void SessionStream::SendResync(int64_t next_position, uint64_t request_id,
+                               const std::string& reason) {
+  wire::ServerMessage message;
+  wire::ResyncRequired* resync = message.mutable_resync();
+  resync->set_epoch(epoch_);
+  resync->set_next_position(static_cast<uint32_t>(next_position));
+  resync->set_request_id(request_id);
+  resync->set_token_resync(service_->model->can_embed());
+  resync->set_reason(reason);
+  ++service_->counters.resyncs_sent;
+  outbox_->Send(std::move(message));
+}
+
 absl::Status SessionStream::Resync(uint64_t request_id, const std::string& reason) {
   absl::StatusOr<int64_t> held =
       service_->contexts->Open(session_id_, identity_, session_options_);
   if (!held.ok()) return held.status();
   ++epoch_;
-  wire::ServerMessage message;
-  wire::ResyncRequired* resync = message.mutable_resync();
-  resync->set_epoch(epoch_);
-  resync->set_next_position(static_cast<uint32_t>(*held));
-  resync->set_request_id(request_id);
-  resync->set_token_resync(service_->model->can_embed());
-  resync->set_reason(reason);
-  ++service_->counters.resyncs_sent;
   service_->log.Info("resync", {{"session", session_id_},
                                 {"epoch", static_cast<int64_t>(epoch_)},
                                 {"next_position", *held},
                                 {"reason", reason}});
-  outbox_->Send(std::move(message));
+  SendResync(*held, request_id, reason);
   return absl::OkStatus();
 }
 
@@ -154,8 +157,8 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
           wire::DecodeRows(context.hidden(), service_->model->hidden_size(),
                            service_->options.max_rows_per_message);
       if (!decoded.ok()) return decoded.status();
-      if (decoded->size(0) > 0 && CodecSpecName(codec_) != CodecSpecName(
-                                      *wire::FromProto(context.hidden().codec()))) {
+      // DecodeRows validated the message's codec, so FromProto succeeds here.
+      if (*wire::FromProto(context.hidden().codec()) != codec_) {
         return Refuse(absl::StatusCode::kInvalidArgument,
                       "hidden states in a codec other than the one the session opened with");
       }
@@ -197,15 +200,7 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
     // Sent before the edge saw the resync: tell it again so it does not wait.
     absl::StatusOr<int64_t> held = service_->contexts->Held(session_id_, identity_);
     if (!held.ok()) return Resync(request.request_id(), "the session is no longer held");
-    wire::ServerMessage message;
-    wire::ResyncRequired* resync = message.mutable_resync();
-    resync->set_epoch(epoch_);
-    resync->set_next_position(static_cast<uint32_t>(*held));
-    resync->set_request_id(request.request_id());
-    resync->set_token_resync(service_->model->can_embed());
-    resync->set_reason("request from an earlier epoch");
-    ++service_->counters.resyncs_sent;
-    outbox_->Send(std::move(message));
+    SendResync(*held, request.request_id(), "request from an earlier epoch");
     return absl::OkStatus();
   }
   absl::StatusOr<at::Tensor> row =

@@ -25,8 +25,7 @@ class Outbox;
 
 class SessionStream {
  public:
-  SessionStream(ServiceContext* service, grpc::ServerContext* context, ServerStream* stream,
-                std::string identity);
+  SessionStream(ServiceContext* service, ServerStream* stream, std::string identity);
   ~SessionStream();
 
   // Serves the stream until the client closes it, an error ends it, or the
@@ -41,11 +40,12 @@ class SessionStream {
   // The session is no longer held: reopen it empty, move to a new epoch and
   // tell the edge where to replay from.
   absl::Status Resync(uint64_t request_id, const std::string& reason);
+  // Tells the edge to replay from `next_position` in the current epoch.
+  void SendResync(int64_t next_position, uint64_t request_id, const std::string& reason);
   void SendError(const absl::Status& status, uint64_t request_id, bool fatal);
   void SendAck(int64_t next_position);
 
   ServiceContext* service_;
-  grpc::ServerContext* context_;
   ServerStream* stream_;
   std::string identity_;
   std::shared_ptr<Outbox> outbox_;
