@@ -32,6 +32,14 @@ struct SamplingParams {
   absl::Status Validate() const;
 };
 
+// A distribution over token ids: the ids with non-zero probability, sorted by
+// probability descending (ties: lower id first); `probs[i]` is the probability
+// of `ids[i]` and the probs sum to 1. An id not listed has probability 0.
+struct TokenDistribution {
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
@@ -42,7 +50,37 @@ class Sampler {
   // the plain softmax.
   absl::StatusOr<int32_t> Sample(const at::Tensor& logits, float* probability = nullptr);
 
+  // The distribution Sample() draws from: softmax at the temperature, then
+  // top-k and top-p, renormalized over what is kept. Greedy (temperature 0):
+  // the argmax alone, with probability 1. Errors as Sample(). Does not touch
+  // the generator. O(V log V) for temperature > 0 (a sort of the vocabulary).
+  absl::StatusOr<TokenDistribution> Distribution(const at::Tensor& logits) const;
+
+  // Draws an id from `d` with this sampler's generator (one uniform draw).
+  // `d` must be non-empty (an empty one returns -1); its probs need not sum
+  // exactly to 1 (they are used relative to their sum).
+  int32_t SampleFrom(const TokenDistribution& d);
+
+  // A uniform double in [0, 1) from this sampler's generator.
+  double Uniform();
+
+  // Replaces the parameters; the generator keeps its state (the seed of `p` is
+  // not applied). Lets one token be sampled with other parameters and the
+  // session's parameters be restored afterwards without losing reproducibility.
+  void set_params(const SamplingParams& p) { params_ = p; }
+  const SamplingParams& params() const { return params_; }
+
  private:
+  // What Sample() and Distribution() share: `probs` receives the unnormalized
+  // softmax weights exp((x - max) / T) of all V ids (T = 1 under greedy),
+  // `*total` their sum and `*best` the argmax. For temperature > 0, `order`
+  // receives the ids by probability descending (ties: lower id first) and
+  // `*keep` how many of them top-k / top-p keep; under greedy `order` is left
+  // untouched and `*keep` is 1.
+  absl::Status Weigh(const at::Tensor& logits, std::vector<float>* probs,
+                     std::vector<int32_t>* order, int64_t* keep, int32_t* best,
+                     double* total) const;
+
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<float> probs_;      // scratch, reused across calls
