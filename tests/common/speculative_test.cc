@@ -101,6 +101,32 @@ TEST(VerifyDraft, MalformedDraftsAreInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ValidateDraft, AcceptsGreedyAndWellFormedDrafts) {
+  EXPECT_TRUE(ValidateDraft(TokenDistribution{}, 5, 10).ok());
+  EXPECT_TRUE(ValidateDraft(TokenDistribution{{5, 2}, {0.7f, 0.3f}}, 2, 10).ok());
+  EXPECT_TRUE(ValidateDraft(TokenDistribution{{5, 2}, {0.7f, 0.3004f}}, 2, 10).ok());  // 1e-3
+}
+
+TEST(ValidateDraft, RefusesOutOfVocabularyOversizedAndMalformedDrafts) {
+  auto code = [](const TokenDistribution& q, int32_t x) {
+    return ValidateDraft(q, x, /*vocab_size=*/10, /*max_entries=*/4).code();
+  };
+  const auto bad = absl::StatusCode::kInvalidArgument;
+  EXPECT_EQ(code({}, 10), bad);                                   // x outside the vocabulary
+  EXPECT_EQ(code({}, -1), bad);
+  EXPECT_EQ(code({{10, 2}, {0.5f, 0.5f}}, 2), bad);               // an id outside it
+  EXPECT_EQ(code({{0, 1, 2, 3, 4}, {0.2f, 0.2f, 0.2f, 0.2f, 0.2f}}, 0), bad);  // > 4 entries
+  EXPECT_EQ(code({{0, 1}, {0.5f, 0.4f}}, 0), bad);                // sums to 0.9
+  EXPECT_EQ(code({{0, 1}, {0.5f, 0.5f}}, 3), bad);                // x not listed
+  EXPECT_EQ(code({{}, {1.0f}}, 3), bad);                          // probs without ids
+  EXPECT_EQ(code({{3}, {}}, 3), bad);                             // ids without probs
+  // A million entries: refused on its size before anything else is looked at.
+  TokenDistribution huge;
+  huge.ids.assign(1000000, 1);
+  huge.probs.assign(1000000, 1e-6f);
+  EXPECT_EQ(ValidateDraft(huge, 1, 10).code(), bad);
+}
+
 // ---------------------------------------------------------------------------
 // The rule preserves p: over many seeded trials on a vocabulary of 6, a draft
 // drawn from a q quite unlike p, then verified, yields tokens distributed as p.

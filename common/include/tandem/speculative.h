@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tandem/sampling.h"
 
@@ -27,6 +28,18 @@ namespace tandem {
 // is known exactly on both sides. k < 1 is treated as 1; an empty `d` gives an
 // empty result.
 TokenDistribution TruncateDistribution(const TokenDistribution& d, int k);
+
+// The most entries a draft distribution may have on the wire (proto Draft).
+inline constexpr int kMaxDraftEntries = 64;
+
+// Checks a draft received from elsewhere before it is queued: `x` in
+// [0, vocab_size), and `q` either empty (a greedy draft) or: ids and probs of
+// equal length, at most `max_entries` of them, distinct ids in [0, vocab_size),
+// probabilities finite and > 0 summing to 1 within 1e-3, `x` among the ids.
+// InvalidArgument naming the first problem otherwise. O(n log n) in q's size,
+// and the size is checked first, so a huge q costs nothing.
+absl::Status ValidateDraft(const TokenDistribution& q, int32_t x, int64_t vocab_size,
+                           int max_entries = kMaxDraftEntries);
 
 // The outcome of verifying one draft token.
 struct DraftVerdict {

@@ -30,6 +30,7 @@ absl::Status CheckDraftDistribution(const TokenDistribution& q, int32_t x, doubl
     return absl::InvalidArgumentError(absl::StrCat("draft distribution has ", q.ids.size(),
                                                    " ids but ", q.probs.size(), " probabilities"));
   }
+  if (q.ids.empty()) return absl::InvalidArgumentError("draft distribution is empty");
   std::vector<int32_t> sorted = q.ids;
   std::sort(sorted.begin(), sorted.end());
   if (sorted.front() < 0) {
@@ -62,6 +63,29 @@ absl::Status CheckDraftDistribution(const TokenDistribution& q, int32_t x, doubl
 }
 
 }  // namespace
+
+absl::Status ValidateDraft(const TokenDistribution& q, int32_t x, int64_t vocab_size,
+                           int max_entries) {
+  if (x < 0 || x >= vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("draft token ", x, " is outside the vocabulary of ", vocab_size));
+  }
+  if (q.ids.empty() && q.probs.empty()) return absl::OkStatus();  // greedy draft
+  if (q.ids.size() > static_cast<size_t>(std::max(max_entries, 0)) ||
+      q.probs.size() > static_cast<size_t>(std::max(max_entries, 0))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("draft distribution has ", std::max(q.ids.size(), q.probs.size()),
+                     " entries, at most ", max_entries, " are allowed"));
+  }
+  for (int32_t id : q.ids) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "draft distribution has id ", id, ", outside the vocabulary of ", vocab_size));
+    }
+  }
+  double total = 0.0;
+  return CheckDraftDistribution(q, x, &total);
+}
 
 absl::StatusOr<DraftVerdict> VerifyDraft(const TokenDistribution& p, const TokenDistribution& q,
                                          int32_t x, Sampler* sampler) {
