@@ -1,7 +1,7 @@
 # Two commands for a new user (each installs what is missing, then builds):
 #   make test   - every test (C++ GoogleTest + pytest, through CTest)
 #   make demo   - edge + cloud collaborating on the shipped model (loopback)
-# Other targets: deps, build, bench, install, asan-test, clean.
+# Other targets: deps, build, bench, install, install-python, asan-test, clean.
 BUILD      ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= 2
@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench install asan-test clean
+.PHONY: all deps configure build test demo bench install install-python asan-test clean
 
 all: build
 
@@ -47,6 +47,11 @@ bench: build
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The Python module alone, into PREFIX/lib/python3.X/dist-packages (with the
+# default PREFIX=/usr/local: on the path of Debian's /usr/bin/python3).
+install-python: build
+	cmake --install $(BUILD) --prefix $(PREFIX) --component python
 
 # The C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan-test: deps

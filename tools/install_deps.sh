@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libtorch-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev pybind11-dev
-  python3-torch python3-pybind11 python3-pytest python3-numpy python3-dev
+  python3-torch python3-pybind11 python3-pytest python3-numpy python3-dev python3-matplotlib
   libopenblas0-pthread nlohmann-json3-dev
 )
 # npm (for test data) comes with the machine's Node.js; Debian's only if absent.

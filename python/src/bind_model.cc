@@ -1,5 +1,8 @@
 // Python bindings of Model, KVCache and full-model generation. Every call that
 // computes releases the GIL; every error arrives as a Python exception.
+#include <algorithm>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -135,6 +138,58 @@ void BindModel(py::module_& m) {
           py::arg("ids"), py::arg("cache") = nullptr,
           "Full model: ids int64 [T] -> logits float32 [T, V]; with a cache the ids "
           "continue the cached sequence.")
+      .def(
+          "hidden_states",
+          [](const Model& self, const py::object& ids_in, const std::vector<int64_t>& layers,
+             bool as_torch) {
+            py::array ids = py::array::ensure(ids_in);
+            if (!ids || (ids.dtype().kind() != 'i' && ids.dtype().kind() != 'u')) {
+              throw py::value_error("ids must be integers, [T] or [B, T]");
+            }
+            at::Tensor t = ToTensor(ids.cast<py::array_t<int64_t, py::array::forcecast>>());
+            const int64_t num_layers = self.config().num_hidden_layers;
+            std::vector<int64_t> wanted = layers;
+            std::sort(wanted.begin(), wanted.end());
+            wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+            if (wanted.empty()) throw py::value_error("layers is empty");
+            if (wanted.front() < 0 || wanted.back() > num_layers) {
+              throw py::value_error("layers must be in [0, " + std::to_string(num_layers) + "]");
+            }
+            std::vector<at::Tensor> states;
+            {
+              py::gil_scoped_release release;
+              at::InferenceMode guard;
+              at::Tensor h = ValueOrThrow(self.Embed(t));
+              const at::Tensor positions = at::arange(t.size(-1), at::kLong);
+              int64_t at_layer = 0;
+              for (int64_t l : wanted) {
+                if (l > at_layer) {
+                  h = ValueOrThrow(self.ForwardLayers(at_layer, l, h, positions, nullptr));
+                  at_layer = l;
+                }
+                states.push_back(h);
+              }
+            }
+            py::dict out;
+            py::object from_numpy;
+            if (as_torch) from_numpy = py::module_::import("torch").attr("from_numpy");
+            for (size_t i = 0; i < wanted.size(); ++i) {
+              py::array a = ToNumpy(states[i]);
+              out[py::int_(wanted[i])] = as_torch ? from_numpy(a) : py::object(a);
+            }
+            return out;
+          },
+          py::arg("ids"), py::arg("layers"), py::arg("as_torch") = false,
+          R"doc(Hidden states of a batch of ids at the given layers, as {layer: array}.
+
+ids: int [T] or [B, T] (each row a sequence starting at position 0; no cache).
+layers: each in [0, num_hidden_layers]: 0 is the embedding output, l the output
+  of decoder layer l - 1 (what an exit head at l sees); L is the last layer's
+  output before the final norm.
+Returns float32 [T, D] or [B, T, D] per layer (NumPy; torch.Tensor sharing the
+memory with as_torch=True). Needs the embedding and layers [0, max(layers)).
+Raises ValueError (ids outside the vocabulary, bad layers), RuntimeError
+(FailedPrecondition: a part the model did not load).)doc")
       .def(
           "new_cache",
           [](const Model& self, int64_t capacity) { return ValueOrThrow(self.NewCache(capacity)); },

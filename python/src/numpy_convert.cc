@@ -46,6 +46,8 @@ void Raise(const absl::Status& status) {
       throw py::value_error(msg);
     case absl::StatusCode::kNotFound:
       throw NotFound(msg);
+    case absl::StatusCode::kCancelled:
+      throw Cancelled(msg);
     default:
       throw std::runtime_error(std::string(absl::StatusCodeToString(status.code())) + ": " + msg);
   }

@@ -1,4 +1,4 @@
-// NumPy <-> at::Tensor copies for the bindings, and Status -> Python exception.
+// NumPy <-> at::Tensor copies for the bindings, text, and Status -> Python exception.
 #ifndef TANDEM_PYTHON_NUMPY_CONVERT_H_
 #define TANDEM_PYTHON_NUMPY_CONVERT_H_
 
@@ -29,8 +29,24 @@ class NotFound : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// UTF-8 bytes -> str; invalid sequences become U+FFFD instead of raising
+// (token text can end inside a character). Needs the GIL.
+inline pybind11::str Utf8(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+  if (o == nullptr) throw pybind11::error_already_set();
+  return pybind11::reinterpret_steal<pybind11::str>(o);
+}
+
+// Thrown for absl::StatusCode::kCancelled (a progress callback returned
+// False); registered as tandem.CancelledError (a RuntimeError).
+class Cancelled : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Raises ValueError (InvalidArgument/OutOfRange), LookupError (NotFound),
-// RuntimeError (everything else) with the status message.
+// tandem.CancelledError (Cancelled), RuntimeError (everything else, prefixed
+// with the status code's name) with the status message.
 [[noreturn]] void Raise(const absl::Status& status);
 inline void ThrowIfError(const absl::Status& status) {
   if (!status.ok()) Raise(status);

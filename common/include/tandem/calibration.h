@@ -6,7 +6,18 @@
 // token; the rest are the full model's own) stays at or above a target.
 //
 // Text is cut into non-overlapping windows of seq_len + 1 tokens; each window
-// starts a fresh context (teacher forcing inside it).
+// starts a fresh context (teacher forcing inside it). Windows run in batches
+// (up to ~2k rows, fewer for large vocabularies) and every head's logits are
+// reduced to per-token statistics right away, so memory stays bounded (about
+// 64 MB of logits per head at a time) whatever the text's length.
+//
+// Every function here runs on the calling thread (libtorch's intra-op pool
+// does the parallel work; see threads.h), reports progress after each batch
+// through an optional ProgressCallback (progress.h) whose `false` stops the
+// call with absl::CancelledError, and returns FailedPrecondition unless
+// `model` holds every layer and the head, InvalidArgument for a bad seq_len,
+// fewer tokens than one window or ids outside the vocabulary, Internal for a
+// libtorch failure.
 #ifndef TANDEM_CALIBRATION_H_
 #define TANDEM_CALIBRATION_H_
 
@@ -18,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/exit_heads.h"
 #include "tandem/model.h"
+#include "tandem/progress.h"
 
 namespace tandem {
 
@@ -33,7 +45,8 @@ struct PerplexityResult {
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const ExitHeads* heads,
                                                     const std::vector<int32_t>& tokens,
                                                     const std::vector<int32_t>& unigram_fit,
-                                                    int64_t seq_len, int64_t max_tokens = 0);
+                                                    int64_t seq_len, int64_t max_tokens = 0,
+                                                    const ProgressCallback& on_progress = nullptr);
 
 struct CurvePoint {
   double threshold = 0.0;
@@ -66,6 +79,11 @@ struct CalibrationOptions {
   int64_t max_tokens = 0;  // 0 = all of `tokens`
   // Only exits at layers <= max_layer take part (the split S); -1 = all.
   int64_t max_layer = -1;
+  // Points of each standalone curve (MeasureCalibration::curves): thresholds
+  // at evenly spaced quantiles of the exit's confidence, lowest first. >= 2.
+  int curve_points = 21;
+  // Called after each batch of windows (tokens done / total); false cancels.
+  ProgressCallback on_progress;
 };
 
 absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads& heads,
@@ -83,7 +101,8 @@ struct ThresholdEvaluation {
 absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const ExitHeads& heads,
                                                        const ExitThresholds& thresholds,
                                                        const std::vector<int32_t>& tokens,
-                                                       int64_t seq_len, int64_t max_tokens = 0);
+                                                       int64_t seq_len, int64_t max_tokens = 0,
+                                                    const ProgressCallback& on_progress = nullptr);
 
 // A fixed-width text table of curves and chosen thresholds.
 std::string FormatCalibration(const CalibrationResult& result);

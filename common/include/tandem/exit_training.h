@@ -16,6 +16,8 @@ namespace tandem {
 
 struct ExitTrainOptions {
   std::string train_data;  // uint16 token file
+  // Token ids to train on instead of reading `train_data` (used when not empty).
+  std::vector<int32_t> train_tokens;
   int64_t seq_len = 256;
   int64_t batch_size = 8;
   int64_t max_steps = 1000;
@@ -26,6 +28,9 @@ struct ExitTrainOptions {
   double ce_weight = 0.2;     // weight of cross-entropy on the next token
   bool bf16_autocast = false;  // see TrainOptions::bf16_autocast
   uint64_t seed = 1;
+  // Polled before every step; returning true stops training: TrainExitHeads
+  // then returns Cancelled, and the heads keep the steps already taken.
+  std::function<bool()> stop_requested;
 };
 
 struct ExitTrainProgress {
@@ -37,6 +42,10 @@ struct ExitTrainProgress {
 };
 
 // Trains `heads` in place. `model` must hold every layer and the head.
+// `on_progress` (may be empty) is called on this thread after every step.
+// Returns the steps taken. Errors: FailedPrecondition (partial model),
+// NotFound / InvalidArgument for the data (missing file, shorter than one
+// window, ids outside the vocabulary), Cancelled (stop_requested), Internal.
 absl::StatusOr<int64_t> TrainExitHeads(const Model& model, ExitHeads& heads,
                                        const ExitTrainOptions& options,
                                        const std::function<void(const ExitTrainProgress&)>& on_progress);

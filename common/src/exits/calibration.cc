@@ -2,63 +2,126 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "exits/teacher_forcing.h"
 #include "tandem/status_macros.h"
 
 namespace tandem {
 namespace {
 
+using internal::HeadRows;
+using internal::RunTeacherForced;
+using internal::TeacherForcedBatch;
+
 constexpr ConfidenceMeasure kMeasures[] = {ConfidenceMeasure::kMaxProb, ConfidenceMeasure::kMargin,
                                            ConfidenceMeasure::kEntropy};
+constexpr size_t kNumMeasures = std::size(kMeasures);
 
-// Runs the model over non-overlapping windows and hands, per window, the final
-// logits [T, V] and each exit's logits [T, V] plus the targets [T].
-template <typename Fn>
-absl::Status ForEachWindow(const Model& model, const ExitHeads* heads,
-                           const std::vector<int64_t>& exits, const std::vector<int32_t>& tokens,
-                           int64_t seq_len, int64_t max_tokens, Fn&& fn) {
-  const ModelConfig& c = model.config();
-  if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
-    return absl::FailedPreconditionError("evaluation needs the whole model");
-  }
-  if (seq_len <= 0 || seq_len > c.max_position_embeddings) {
-    return absl::InvalidArgumentError("seq_len must be in (0, max_position_embeddings]");
-  }
-  if (static_cast<int64_t>(tokens.size()) < seq_len + 1) {
-    return absl::InvalidArgumentError("fewer tokens than one window");
-  }
-  at::InferenceMode guard;
-  const at::Tensor positions = at::arange(seq_len, at::kLong);
-  int64_t done = 0;
-  for (size_t start = 0; start + seq_len + 1 <= tokens.size(); start += seq_len + 1) {
-    if (max_tokens > 0 && done >= max_tokens) break;
-    at::Tensor window = at::empty({seq_len + 1}, at::kLong);
-    for (int64_t t = 0; t <= seq_len; ++t) window[t] = static_cast<int64_t>(tokens[start + t]);
-    at::Tensor inputs = window.narrow(0, 0, seq_len);
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor h, model.Embed(inputs));
-    std::vector<at::Tensor> exit_logits;
-    int64_t layer = 0;
-    for (int64_t e : exits) {
-      TANDEM_ASSIGN_OR_RETURN(h, model.ForwardLayers(layer, e, h, positions, nullptr));
-      layer = e;
-      TANDEM_ASSIGN_OR_RETURN(at::Tensor l, heads->Logits(model, e, h));
-      exit_logits.push_back(l);
-    }
-    TANDEM_ASSIGN_OR_RETURN(h, model.ForwardLayers(layer, c.num_hidden_layers, h, positions, nullptr));
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, model.Logits(h));
-    fn(logits, exit_logits, window.narrow(0, 1, seq_len));
-    done += seq_len;
-  }
-  return absl::OkStatus();
+template <typename T>
+void Append(std::vector<T>& out, const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  out.insert(out.end(), c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
 }
 
-double Nll(const at::Tensor& logits, const at::Tensor& targets) {
-  return at::cross_entropy_loss(logits, targets).item<double>();
+// What one exit saw on every token of the text, for one confidence measure.
+struct ExitColumn {
+  const std::vector<float>* conf;      // [n]
+  const std::vector<uint8_t>* agree;   // [n], 1 = same token as the full model
+};
+
+// The cascade with thresholds `thr`: a token leaves at the first exit whose
+// confidence passes. Returns {covered, disagreements}; per_exit (if given)
+// receives the tokens each exit decided.
+std::pair<int64_t, int64_t> Cascade(const std::vector<ExitColumn>& cols,
+                                    const std::vector<double>& thr,
+                                    std::vector<int64_t>* per_exit) {
+  const size_t k = cols.size();
+  const int64_t n = static_cast<int64_t>(cols[0].conf->size());
+  int64_t covered = 0, wrong = 0;
+  if (per_exit) per_exit->assign(k, 0);
+  for (int64_t t = 0; t < n; ++t) {
+    for (size_t i = 0; i < k; ++i) {
+      if ((*cols[i].conf)[t] >= thr[i]) {
+        ++covered;
+        wrong += 1 - (*cols[i].agree)[t];
+        if (per_exit) ++(*per_exit)[i];
+        break;
+      }
+    }
+  }
+  return {covered, wrong};
+}
+
+// {covered, disagreements} of the cascade for every candidate threshold of
+// exit i, the other thresholds fixed: the same numbers Cascade would give for
+// each candidate, in O(n log n) instead of O(n * candidates). Tokens an
+// earlier exit takes do not depend on exit i; of those that reach it, the ones
+// with confidence >= c leave there and the rest go on to the later exits.
+std::vector<std::pair<int64_t, int64_t>> SweepExit(const std::vector<ExitColumn>& cols,
+                                                   const std::vector<double>& thr, size_t i,
+                                                   const std::vector<double>& candidates) {
+  const size_t k = cols.size();
+  const int64_t n = static_cast<int64_t>(cols[0].conf->size());
+  int64_t fixed_cov = 0, fixed_wrong = 0;
+  struct Reach {
+    float conf;
+    int32_t wrong_here;   // 1 if exit i disagrees
+    int32_t later_cov;    // 1 if a later exit takes it when exit i does not
+    int32_t later_wrong;  // 1 if that later exit disagrees
+  };
+  std::vector<Reach> reach;
+  reach.reserve(n);
+  for (int64_t t = 0; t < n; ++t) {
+    bool taken = false;
+    for (size_t j = 0; j < i; ++j) {
+      if ((*cols[j].conf)[t] >= thr[j]) {
+        ++fixed_cov;
+        fixed_wrong += 1 - (*cols[j].agree)[t];
+        taken = true;
+        break;
+      }
+    }
+    if (taken) continue;
+    Reach r{(*cols[i].conf)[t], 1 - (*cols[i].agree)[t], 0, 0};
+    for (size_t j = i + 1; j < k; ++j) {
+      if ((*cols[j].conf)[t] >= thr[j]) {
+        r.later_cov = 1;
+        r.later_wrong = 1 - (*cols[j].agree)[t];
+        break;
+      }
+    }
+    reach.push_back(r);
+  }
+  std::sort(reach.begin(), reach.end(),
+            [](const Reach& a, const Reach& b) { return a.conf < b.conf; });
+  const size_t r = reach.size();
+  // below_*[p]: over reach[0, p) (they go on past exit i); above_wrong[p]:
+  // disagreements of exit i over reach[p, r).
+  std::vector<int64_t> below_cov(r + 1, 0), below_wrong(r + 1, 0), above_wrong(r + 1, 0);
+  for (size_t p = 0; p < r; ++p) {
+    below_cov[p + 1] = below_cov[p] + reach[p].later_cov;
+    below_wrong[p + 1] = below_wrong[p] + reach[p].later_wrong;
+  }
+  for (size_t p = r; p > 0; --p) above_wrong[p - 1] = above_wrong[p] + reach[p - 1].wrong_here;
+  std::vector<std::pair<int64_t, int64_t>> out;
+  out.reserve(candidates.size());
+  for (double c : candidates) {
+    // First token whose confidence passes c (conf >= c, compared as double).
+    const size_t p = std::partition_point(reach.begin(), reach.end(),
+                                          [c](const Reach& x) { return x.conf < c; }) -
+                     reach.begin();
+    out.emplace_back(fixed_cov + static_cast<int64_t>(r - p) + below_cov[p],
+                     fixed_wrong + above_wrong[p] + below_wrong[p]);
+  }
+  return out;
 }
 
 }  // namespace
@@ -66,43 +129,41 @@ double Nll(const at::Tensor& logits, const at::Tensor& targets) {
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const ExitHeads* heads,
                                                     const std::vector<int32_t>& tokens,
                                                     const std::vector<int32_t>& unigram_fit,
-                                                    int64_t seq_len, int64_t max_tokens) {
+                                                    int64_t seq_len, int64_t max_tokens,
+                                                    const ProgressCallback& on_progress) {
   PerplexityResult r;
   std::vector<int64_t> exits = heads != nullptr ? heads->layers() : std::vector<int64_t>{};
   double full = 0.0;
   std::vector<double> per_exit(exits.size(), 0.0);
-  std::vector<double> counts;
+  std::vector<double> log_prob;  // add-one unigram log-probabilities
   const int64_t vocab = model.config().vocab_size;
   if (!unigram_fit.empty()) {
-    counts.assign(vocab, 1.0);  // add-one smoothing
+    std::vector<double> counts(vocab, 1.0);  // add-one smoothing
     for (int32_t id : unigram_fit) {
       if (id >= 0 && id < vocab) counts[id] += 1.0;
     }
+    const double total = static_cast<double>(unigram_fit.size()) + vocab;
+    log_prob.resize(vocab);
+    for (int64_t i = 0; i < vocab; ++i) log_prob[i] = std::log(counts[i] / total);
   }
-  const double total = static_cast<double>(unigram_fit.size()) + vocab;
   double unigram = 0.0;
-  try {
-    TANDEM_RETURN_IF_ERROR(ForEachWindow(
-        model, heads, exits, tokens, seq_len, max_tokens,
-        [&](const at::Tensor& logits, const std::vector<at::Tensor>& exit_logits,
-            const at::Tensor& targets) {
-          const int64_t n = targets.size(0);
-          full += Nll(logits, targets) * n;
-          for (size_t i = 0; i < exit_logits.size(); ++i) {
-            per_exit[i] += Nll(exit_logits[i], targets) * n;
-          }
-          if (!counts.empty()) {
-            const int64_t* t = targets.data_ptr<int64_t>();
-            for (int64_t i = 0; i < n; ++i) unigram -= std::log(counts[t[i]] / total);
-          }
-          r.tokens += n;
-        }));
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("EvaluatePerplexity: ", e.what_without_backtrace()));
-  }
+  TANDEM_RETURN_IF_ERROR(RunTeacherForced(
+      model, heads, exits, tokens, seq_len, max_tokens, on_progress,
+      [&](const TeacherForcedBatch& b) {
+        full += b.full.nll.sum(at::kDouble).item<double>();
+        for (size_t i = 0; i < b.exits.size(); ++i) {
+          per_exit[i] += b.exits[i].nll.sum(at::kDouble).item<double>();
+        }
+        const int64_t n = b.targets.size(0);
+        if (!log_prob.empty()) {
+          const int64_t* t = b.targets.data_ptr<int64_t>();
+          for (int64_t i = 0; i < n; ++i) unigram -= log_prob[t[i]];
+        }
+        r.tokens += n;
+      }));
   r.full_nll = full / r.tokens;
   for (size_t i = 0; i < exits.size(); ++i) r.exit_nll[exits[i]] = per_exit[i] / r.tokens;
-  r.unigram_nll = counts.empty() ? 0.0 : unigram / r.tokens;
+  r.unigram_nll = log_prob.empty() ? 0.0 : unigram / r.tokens;
   return r;
 }
 
@@ -117,34 +178,23 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
   if (!(o.target_agreement > 0.0 && o.target_agreement <= 1.0)) {
     return absl::InvalidArgumentError("target agreement must be in (0, 1]");
   }
+  if (o.curve_points < 2) return absl::InvalidArgumentError("curve_points must be >= 2");
   const size_t k = exits.size();
   // Per token: does exit i agree with the full model, and its confidence per measure.
   std::vector<std::vector<uint8_t>> agree(k);
-  std::vector<std::vector<std::vector<float>>> conf(std::size(kMeasures),
-                                                    std::vector<std::vector<float>>(k));
-  try {
-    TANDEM_RETURN_IF_ERROR(ForEachWindow(
-        model, &heads, exits, tokens, o.seq_len, o.max_tokens,
-        [&](const at::Tensor& logits, const std::vector<at::Tensor>& exit_logits,
-            const at::Tensor&) {
-          at::Tensor full_token = logits.argmax(-1);
-          for (size_t i = 0; i < k; ++i) {
-            for (size_t m = 0; m < std::size(kMeasures); ++m) {
-              auto [c, token] = Confidence(exit_logits[i], kMeasures[m]);
-              if (m == 0) {
-                at::Tensor eq = (token == full_token).to(at::kByte).contiguous();
-                agree[i].insert(agree[i].end(), eq.data_ptr<uint8_t>(),
-                                eq.data_ptr<uint8_t>() + eq.numel());
-              }
-              at::Tensor cc = c.contiguous();
-              conf[m][i].insert(conf[m][i].end(), cc.data_ptr<float>(),
-                                cc.data_ptr<float>() + cc.numel());
-            }
+  std::vector<std::vector<std::vector<float>>> conf(kNumMeasures, std::vector<std::vector<float>>(k));
+  TANDEM_RETURN_IF_ERROR(RunTeacherForced(
+      model, &heads, exits, tokens, o.seq_len, o.max_tokens, o.on_progress,
+      [&](const TeacherForcedBatch& b) {
+        for (size_t i = 0; i < k; ++i) {
+          Append<uint8_t>(agree[i], b.exits[i].token.eq(b.full.token).to(at::kByte));
+          for (size_t m = 0; m < kNumMeasures; ++m) {
+            // NaN never passes a threshold; -inf behaves the same and sorts.
+            Append<float>(conf[m][i], at::nan_to_num(b.exits[i].confidence(kMeasures[m]),
+                                                     -std::numeric_limits<float>::infinity()));
           }
-        }));
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("Calibrate: ", e.what_without_backtrace()));
-  }
+        }
+      }));
   CalibrationResult result;
   result.target_agreement = o.target_agreement;
   const int64_t n = static_cast<int64_t>(agree[0].size());
@@ -157,65 +207,53 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
   // Allowed disagreements overall.
   const double budget = (1.0 - o.target_agreement) * n;
 
-  for (size_t m = 0; m < std::size(kMeasures); ++m) {
+  for (size_t m = 0; m < kNumMeasures; ++m) {
     MeasureCalibration mc;
     mc.measure = kMeasures[m];
+    std::vector<ExitColumn> cols;
+    for (size_t i = 0; i < k; ++i) cols.push_back({&conf[m][i], &agree[i]});
     // Candidate thresholds: quantiles of each exit's confidence.
     std::vector<std::vector<double>> candidates(k);
     for (size_t i = 0; i < k; ++i) {
-      std::vector<float> sorted = conf[m][i];
+      // (confidence, agrees) by confidence, for the candidates and the curve.
+      std::vector<std::pair<float, uint8_t>> sorted(n);
+      for (int64_t t = 0; t < n; ++t) sorted[t] = {conf[m][i][t], agree[i][t]};
       std::sort(sorted.begin(), sorted.end());
       constexpr int kSteps = 200;
       for (int q = 0; q <= kSteps; ++q) {
-        candidates[i].push_back(sorted[std::min<int64_t>(n - 1, (n - 1) * q / kSteps)]);
+        candidates[i].push_back(sorted[std::min<int64_t>(n - 1, (n - 1) * q / kSteps)].first);
       }
       candidates[i].push_back(std::numeric_limits<double>::infinity());  // never exit
-      // Standalone curve of this exit.
+      // Standalone curve of this exit: agreed_from[p] = agreements over sorted[p, n).
+      std::vector<int64_t> agreed_from(n + 1, 0);
+      for (int64_t p = n; p > 0; --p) agreed_from[p - 1] = agreed_from[p] + sorted[p - 1].second;
       std::vector<CurvePoint>& curve = mc.curves[exits[i]];
-      for (int q = 0; q <= 20; ++q) {
-        const double thr = sorted[std::min<int64_t>(n - 1, (n - 1) * q * 5 / 100)];
-        int64_t covered = 0, agreed = 0;
-        for (int64_t t = 0; t < n; ++t) {
-          if (conf[m][i][t] >= thr) {
-            ++covered;
-            agreed += agree[i][t];
-          }
-        }
+      for (int q = 0; q < o.curve_points; ++q) {
+        const double thr = sorted[std::min<int64_t>(n - 1, (n - 1) * q / (o.curve_points - 1))].first;
+        const int64_t p = std::partition_point(sorted.begin(), sorted.end(),
+                                               [thr](const std::pair<float, uint8_t>& x) {
+                                                 return x.first < thr;
+                                               }) -
+                          sorted.begin();
+        const int64_t covered = n - p;
         curve.push_back({thr, static_cast<double>(covered) / n,
-                         covered ? static_cast<double>(agreed) / covered : 1.0});
+                         covered ? static_cast<double>(agreed_from[p]) / covered : 1.0});
       }
     }
-    // Cascade evaluation: a token leaves at the first exit whose confidence
-    // passes; returns {covered, disagreements}.
-    auto evaluate = [&](const std::vector<double>& thr, std::vector<int64_t>* per_exit) {
-      int64_t covered = 0, wrong = 0;
-      if (per_exit) per_exit->assign(k, 0);
-      for (int64_t t = 0; t < n; ++t) {
-        for (size_t i = 0; i < k; ++i) {
-          if (conf[m][i][t] >= thr[i]) {
-            ++covered;
-            wrong += 1 - agree[i][t];
-            if (per_exit) ++(*per_exit)[i];
-            break;
-          }
-        }
-      }
-      return std::make_pair(covered, wrong);
-    };
     // Coordinate ascent from "no exit": each pass re-picks one exit's threshold
-    // with the others fixed, keeping the budget.
+    // with the others fixed, keeping the budget: the first candidate (in
+    // quantile order) that reaches the best coverage so far wins.
     std::vector<double> thr(k, std::numeric_limits<double>::infinity());
     int64_t best_cov = 0;
     for (int pass = 0; pass < 4; ++pass) {
       bool improved = false;
       for (size_t i = 0; i < k; ++i) {
-        for (double cand : candidates[i]) {
-          std::vector<double> trial = thr;
-          trial[i] = cand;
-          auto [cov, wrong] = evaluate(trial, nullptr);
+        const auto swept = SweepExit(cols, thr, i, candidates[i]);
+        for (size_t c = 0; c < candidates[i].size(); ++c) {
+          const auto [cov, wrong] = swept[c];
           if (wrong <= budget && cov > best_cov) {
             best_cov = cov;
-            thr = trial;
+            thr[i] = candidates[i][c];
             improved = true;
           }
         }
@@ -223,7 +261,7 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
       if (!improved) break;
     }
     std::vector<int64_t> per_exit;
-    auto [cov, wrong] = evaluate(thr, &per_exit);
+    auto [cov, wrong] = Cascade(cols, thr, &per_exit);
     for (size_t i = 0; i < k; ++i) {
       mc.thresholds[exits[i]] = thr[i];
       mc.exit_share[exits[i]] = static_cast<double>(per_exit[i]) / n;
@@ -241,7 +279,8 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
 absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const ExitHeads& heads,
                                                        const ExitThresholds& thresholds,
                                                        const std::vector<int32_t>& tokens,
-                                                       int64_t seq_len, int64_t max_tokens) {
+                                                       int64_t seq_len, int64_t max_tokens,
+                                                       const ProgressCallback& on_progress) {
   std::vector<int64_t> exits;
   std::vector<double> thr;
   for (const auto& [layer, value] : thresholds.by_layer) {
@@ -256,26 +295,20 @@ absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const
   ThresholdEvaluation r;
   std::vector<int64_t> decided(exits.size(), 0);
   int64_t wrong = 0;
-  try {
-    TANDEM_RETURN_IF_ERROR(ForEachWindow(
-        model, &heads, exits, tokens, seq_len, max_tokens,
-        [&](const at::Tensor& logits, const std::vector<at::Tensor>& exit_logits,
-            const at::Tensor&) {
-          at::Tensor full = logits.argmax(-1).contiguous();
-          const int64_t n = full.size(0);
-          at::Tensor taken = at::zeros({n}, at::kBool);
-          for (size_t i = 0; i < exits.size(); ++i) {
-            auto [conf, token] = Confidence(exit_logits[i], thresholds.measure);
-            at::Tensor leaves = (conf >= thr[i]).logical_and(taken.logical_not());
-            decided[i] += leaves.sum().item<int64_t>();
-            wrong += leaves.logical_and(token != full).sum().item<int64_t>();
-            taken = taken.logical_or(leaves);
-          }
-          r.tokens += n;
-        }));
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("EvaluateThresholds: ", e.what_without_backtrace()));
-  }
+  TANDEM_RETURN_IF_ERROR(RunTeacherForced(
+      model, &heads, exits, tokens, seq_len, max_tokens, on_progress,
+      [&](const TeacherForcedBatch& b) {
+        const int64_t n = b.targets.size(0);
+        at::Tensor taken = at::zeros({n}, at::kBool);
+        for (size_t i = 0; i < exits.size(); ++i) {
+          const HeadRows& e = b.exits[i];
+          at::Tensor leaves = (e.confidence(thresholds.measure) >= thr[i]).logical_and(taken.logical_not());
+          decided[i] += leaves.sum().item<int64_t>();
+          wrong += leaves.logical_and(e.token != b.full.token).sum().item<int64_t>();
+          taken = taken.logical_or(leaves);
+        }
+        r.tokens += n;
+      }));
   int64_t covered = 0;
   for (size_t i = 0; i < exits.size(); ++i) {
     r.exit_share[exits[i]] = static_cast<double>(decided[i]) / r.tokens;

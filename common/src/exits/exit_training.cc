@@ -1,5 +1,6 @@
 #include "tandem/exit_training.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -23,9 +24,22 @@ absl::StatusOr<int64_t> TrainExitHeads(
   if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
     return absl::FailedPreconditionError("exit training needs the whole model");
   }
-  TANDEM_ASSIGN_OR_RETURN(std::vector<uint16_t> data, ReadTokenFile(o.train_data));
+  std::vector<int32_t> data = o.train_tokens;
+  if (data.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(std::vector<uint16_t> file, ReadTokenFile(o.train_data));
+    data.assign(file.begin(), file.end());
+  }
+  if (o.seq_len <= 0 || o.batch_size <= 0) {
+    return absl::InvalidArgumentError("seq_len and batch_size must be > 0");
+  }
   if (static_cast<int64_t>(data.size()) <= o.seq_len + 1) {
-    return absl::InvalidArgumentError("the token file is shorter than one window");
+    return absl::InvalidArgumentError("the training data is shorter than one window");
+  }
+  for (int32_t id : data) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary of ",
+                                                     c.vocab_size));
+    }
   }
   std::vector<at::Tensor> params;
   for (auto& [name, t] : heads.NamedParameters()) params.push_back(t.requires_grad_(true));
@@ -38,12 +52,17 @@ absl::StatusOr<int64_t> TrainExitHeads(
   int64_t step = 0;
   try {
     for (; step < o.max_steps; ++step) {
+      if (o.stop_requested && o.stop_requested()) {
+        for (at::Tensor& t : params) t.requires_grad_(false);
+        return absl::CancelledError(absl::StrCat("exit training cancelled after ", step, " steps"));
+      }
       std::mt19937_64 rng(o.seed * 7919ULL + static_cast<uint64_t>(step));
       std::uniform_int_distribution<int64_t> pick(0, span);
       at::Tensor windows = at::empty({o.batch_size, o.seq_len + 1}, at::kLong);
+      int64_t* dst = windows.data_ptr<int64_t>();
       for (int64_t b = 0; b < o.batch_size; ++b) {
         const int64_t s = pick(rng);
-        for (int64_t t = 0; t <= o.seq_len; ++t) windows[b][t] = static_cast<int64_t>(data[s + t]);
+        std::copy(data.begin() + s, data.begin() + s + o.seq_len + 1, dst + b * (o.seq_len + 1));
       }
       at::Tensor inputs = windows.narrow(1, 0, o.seq_len);
       at::Tensor targets = windows.narrow(1, 1, o.seq_len).reshape({-1});

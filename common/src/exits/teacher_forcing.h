@@ -1,0 +1,73 @@
+// Teacher-forced passes of a whole model (and its exit heads) over held-out
+// text, as batched tensor work: the evaluation core shared by
+// EvaluatePerplexity, Calibrate and EvaluateThresholds (calibration.h).
+//
+// Text is cut into non-overlapping windows of seq_len + 1 tokens (inputs are
+// the first seq_len, targets the last seq_len); each window is a fresh
+// context. Several windows run as one [B, seq_len] batch, and each head's
+// logits are reduced to per-token statistics (argmax, max probability,
+// top-1 − top-2 margin, negated entropy, NLL of the target) right after the
+// head runs, so at most one [rows, V] logits tensor is alive at a time.
+#ifndef TANDEM_COMMON_SRC_EXITS_TEACHER_FORCING_H_
+#define TANDEM_COMMON_SRC_EXITS_TEACHER_FORCING_H_
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "tandem/exit_heads.h"
+#include "tandem/model.h"
+#include "tandem/progress.h"
+
+namespace tandem::internal {
+
+// Per-row statistics of one head's distribution; every tensor is [N].
+struct HeadRows {
+  at::Tensor token;        // int64, the argmax
+  at::Tensor max_prob;     // fp32, probability of the argmax
+  at::Tensor margin;       // fp32, top-1 minus top-2 probability
+  at::Tensor neg_entropy;  // fp32, sum p log p (nats, <= 0)
+  at::Tensor nll;          // fp32, -log p(target)
+
+  // The confidence tensor Confidence(logits, m) would give (same values up to
+  // float rounding).
+  const at::Tensor& confidence(ConfidenceMeasure m) const;
+};
+
+// Uninitialised statistics for n rows.
+HeadRows AllocateHeadRows(int64_t n);
+// Reduces logits [R, V] (any float dtype) with targets int64 [R] into rows
+// [row_offset, row_offset + R) of `out`. Works in row blocks that stay in
+// cache, one block per intra-op task; one exp per logit.
+void SummarizeLogitsInto(const at::Tensor& logits, const at::Tensor& targets, HeadRows& out,
+                         int64_t row_offset);
+
+struct TeacherForcedBatch {
+  at::Tensor targets;          // int64 [N] (N = windows in the batch * seq_len)
+  HeadRows full;               // the full model
+  std::vector<HeadRows> exits; // one per requested exit, in the requested order
+};
+
+// The windows a pass over `tokens` runs: floor(size / (seq_len + 1)), capped
+// so that at most ceil(max_tokens / seq_len) windows run when max_tokens > 0.
+int64_t TeacherForcedWindows(int64_t tokens, int64_t seq_len, int64_t max_tokens);
+
+// Runs the model over the windows, batch by batch, calling `fn` for each
+// batch in text order and `on_progress` (tokens done / total) after it.
+// `exits` (strictly increasing) need heads in `heads` (may be null when
+// `exits` is empty). Errors: FailedPrecondition unless `model` holds every
+// layer and the head; InvalidArgument for a bad seq_len, too few tokens, ids
+// outside the vocabulary; Cancelled when on_progress returns false; Internal
+// for a libtorch failure.
+absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
+                              const std::vector<int64_t>& exits,
+                              const std::vector<int32_t>& tokens, int64_t seq_len,
+                              int64_t max_tokens, const ProgressCallback& on_progress,
+                              const std::function<void(const TeacherForcedBatch&)>& fn);
+
+}  // namespace tandem::internal
+
+#endif  // TANDEM_COMMON_SRC_EXITS_TEACHER_FORCING_H_
