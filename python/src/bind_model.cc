@@ -188,8 +188,8 @@ layers: each in [0, num_hidden_layers]: 0 is the embedding output, l the output
   output before the final norm.
 Returns float32 [T, D] or [B, T, D] per layer (NumPy; torch.Tensor sharing the
 memory with as_torch=True). Needs the embedding and layers [0, max(layers)).
-Raises ValueError (ids outside the vocabulary, bad layers), RuntimeError
-(FailedPrecondition: a part the model did not load).)doc")
+Raises ValueError (ids outside the vocabulary, bad layers, layers the model did
+not load), RuntimeError (FailedPrecondition: no embedding loaded).)doc")
       .def(
           "new_cache",
           [](const Model& self, int64_t capacity) { return ValueOrThrow(self.NewCache(capacity)); },

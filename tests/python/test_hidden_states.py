@@ -42,5 +42,5 @@ def test_bad_layers_and_ids(model, model_dir):
     with pytest.raises(ValueError):
         model.hidden_states([1, model.config["vocab_size"]], [1])
     half = tandem.Model.load(model_dir, layer_end=2)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="ForwardLayers"):
         half.hidden_states([1, 2], [4])
