@@ -9,7 +9,7 @@ PACKAGES=(
   libtorch-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev pybind11-dev
   python3-torch python3-pybind11 python3-pytest python3-numpy python3-dev python3-matplotlib
-  libopenblas0-pthread nlohmann-json3-dev
+  libopenblas0-pthread nlohmann-json3-dev libhwy-dev
 )
 # npm (for test data) comes with the machine's Node.js; Debian's only if absent.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

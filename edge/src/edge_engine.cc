@@ -190,7 +190,8 @@ absl::StatusOr<std::unique_ptr<EdgeEngine>> CreateImpl(const EdgeOptions& option
   TANDEM_ASSIGN_OR_RETURN(ExitPolicy policy, ResolvePolicy(options, *heads, exits));
   return EdgeEngine::FromParts(std::shared_ptr<const Model>(std::move(model)),
                                std::shared_ptr<const ExitHeads>(std::move(heads)), split,
-                               std::move(policy), options.max_context);
+                               std::move(policy), options.max_context, options.weights,
+                               options.thread_pool);
 }
 
 }  // namespace
@@ -224,7 +225,8 @@ absl::StatusOr<std::unique_ptr<EdgeEngine>> EdgeEngine::Create(const EdgeOptions
 
 absl::StatusOr<std::unique_ptr<EdgeEngine>> EdgeEngine::FromParts(
     std::shared_ptr<const Model> model, std::shared_ptr<const ExitHeads> heads, int64_t split,
-    ExitPolicy policy, int64_t max_context) {
+    ExitPolicy policy, int64_t max_context, std::optional<WeightFormat> weights,
+    ThreadPool* pool) {
   if (model == nullptr || heads == nullptr) {
     return absl::InvalidArgumentError("EdgeEngine needs a model and exit heads");
   }
@@ -258,6 +260,16 @@ absl::StatusOr<std::unique_ptr<EdgeEngine>> EdgeEngine::FromParts(
                                                    c.max_position_embeddings, "]"));
   }
   auto engine = std::unique_ptr<EdgeEngine>(new EdgeEngine());
+  if (weights.has_value()) {
+    FastDecoderOptions fast_options;
+    fast_options.format = *weights;
+    fast_options.layer_end = split;
+    TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<FastDecoder> fast,
+                            FastDecoder::FromModel(*model, fast_options));
+    engine->fast_ = std::move(fast);
+    TANDEM_ASSIGN_OR_RETURN(engine->fast_heads_, ConvertExitHeads(*heads));
+    engine->pool_ = pool;
+  }
   engine->model_ = std::move(model);
   engine->heads_ = std::move(heads);
   engine->split_ = split;
@@ -276,6 +288,13 @@ absl::StatusOr<std::unique_ptr<EdgeSequence>> EdgeEngine::NewSequence(int64_t ca
   if (capacity == 0) capacity = max_context_;
   try {
     at::InferenceMode guard;
+    if (fast_ != nullptr) {
+      TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, fast_->NewCache(capacity, 0, split_));
+      auto seq = std::unique_ptr<EdgeSequence>(new EdgeSequence(*this, std::move(cache), sink));
+      // Prompts prefill in chunks of 8 rows; a step has at most 2-3 rows.
+      seq->workspace_ = fast_->NewWorkspace(8, pool_);
+      return seq;
+    }
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, model_->NewCache(capacity, 0, split_));
     return std::unique_ptr<EdgeSequence>(new EdgeSequence(*this, std::move(cache), sink));
   } catch (const c10::Error& e) {
@@ -327,10 +346,7 @@ absl::StatusOr<StepResult> EdgeSequence::Start(absl::Span<const int32_t> prompt,
   }
   try {
     at::InferenceMode guard;
-    at::Tensor ids = at::empty({n}, at::kLong);
-    int64_t* data = ids.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) data[i] = prompt[i];
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor x, engine_.model().Embed(ids));
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor x, Embed(prompt));
     cache_->Clear();
     pending_.clear();
     position_ = 0;
@@ -362,8 +378,7 @@ absl::StatusOr<StepResult> EdgeSequence::Step(int32_t token) {
   }
   try {
     at::InferenceMode guard;
-    TANDEM_ASSIGN_OR_RETURN(
-        at::Tensor x, engine_.model().Embed(at::full({1}, static_cast<int64_t>(token), at::kLong)));
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor x, Embed(absl::MakeConstSpan(&token, 1)));
     if (sink_ != nullptr) sink_->OnInput(position_, absl::MakeConstSpan(&token, 1));
     StepResult result;
     absl::Status status = Advance(x, /*decide=*/true, /*may_defer=*/true, &result);
@@ -408,10 +423,43 @@ void EdgeSequence::HandToSink(int64_t first_position, const at::Tensor& rows,
   if (sink_ != nullptr) sink_->OnContext(first_position, rows);
 }
 
+absl::StatusOr<at::Tensor> EdgeSequence::Embed(absl::Span<const int32_t> ids) const {
+  if (const FastDecoder* fast = engine_.fast_decoder()) {
+    at::Tensor out = at::empty({static_cast<int64_t>(ids.size()), fast->config().hidden_size},
+                               at::kFloat);
+    TANDEM_RETURN_IF_ERROR(fast->Embed(ids, out.data_ptr<float>()));
+    return out;
+  }
+  at::Tensor t = at::empty({static_cast<int64_t>(ids.size())}, at::kLong);
+  int64_t* data = t.data_ptr<int64_t>();
+  for (size_t i = 0; i < ids.size(); ++i) data[i] = ids[i];
+  return engine_.model().Embed(t);
+}
+
+absl::StatusOr<at::Tensor> EdgeSequence::Forward(int64_t begin, int64_t end, const at::Tensor& x,
+                                                 int64_t first_position) {
+  if (const FastDecoder* fast = engine_.fast_decoder()) {
+    return fast->ForwardLayersTensor(begin, end, x, first_position, cache_.get(),
+                                     workspace_.get());
+  }
+  return engine_.model().ForwardLayers(
+      begin, end, x, at::arange(first_position, first_position + x.size(0), at::kLong),
+      cache_.get());
+}
+
+absl::StatusOr<at::Tensor> EdgeSequence::ExitLogits(int64_t layer, const at::Tensor& row) {
+  if (const FastDecoder* fast = engine_.fast_decoder()) {
+    auto it = engine_.fast_heads_.find(layer);
+    if (it == engine_.fast_heads_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("no exit head at layer ", layer));
+    }
+    return fast->LogitsTensor(row, workspace_.get(), &it->second);
+  }
+  return engine_.heads().Logits(engine_.model(), layer, row);
+}
+
 absl::Status EdgeSequence::Advance(const at::Tensor& fresh, bool decide, bool may_defer,
                                    StepResult* result) {
-  const Model& model = engine_.model();
-  const ExitHeads& heads = engine_.heads();
   const std::vector<int64_t>& exits = engine_.exit_layers();
   const int64_t split = engine_.split();
   const int64_t fresh_rows = fresh.defined() ? fresh.size(0) : 0;
@@ -435,9 +483,7 @@ absl::Status EdgeSequence::Advance(const at::Tensor& fresh, bool decide, bool ma
   for (size_t i = 0; i < exits.size(); ++i) {
     const int64_t e = exits[i];
     if (rows() > 0) {
-      TANDEM_ASSIGN_OR_RETURN(
-          x, model.ForwardLayers(layer, e, x, at::arange(first, first + rows(), at::kLong),
-                                 cache_.get()));
+      TANDEM_ASSIGN_OR_RETURN(x, Forward(layer, e, x, first));
     }
     layer = e;
     if (!pending_.empty() && pending_.back().layer == e) {
@@ -452,7 +498,7 @@ absl::Status EdgeSequence::Advance(const at::Tensor& fresh, bool decide, bool ma
     }
     if (!carries_fresh || !decide || passed) continue;
     at::Tensor last = x.narrow(0, rows() - 1, 1);
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, heads.Logits(model, e, last));
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, ExitLogits(e, last));
     const float confidence =
         Confidence(logits, engine_.policy().measure).first.item<float>();
     candidates.push_back({e, confidence, logits});

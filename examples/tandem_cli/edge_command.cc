@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@ constexpr char kHelp[] =
     "  --max-context N      KV cache positions (default: max_position_embeddings)\n"
     "  --temperature T --top-k K --top-p P --seed S   sampling (default greedy)\n"
     "  --stop TEXT          stop string (may be given once)\n"
-    "  --threads N          intra-op threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --threads N          threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --weights F          SIMD decode path with weights in F: fp32, fp16, bf16, int8,\n"
+    "                       int4 (default: libtorch fp32)\n"
     "  --fresh-heads        no trained heads: start them from the final norm + LM head\n"
     "  --show-exits         print each token as [layer|text] (c = confident, f = fallback)\n"
     "  --no-eos             do not stop at EOS\n";
@@ -78,7 +81,8 @@ int RunEdgeCommand(int argc, char** argv) {
   auto flags = tandem::cli::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "prompt", "split", "exits", "threshold", "measure", "fallback", "max-new-tokens",
-       "max-context", "temperature", "top-k", "top-p", "seed", "stop", "threads"},
+       "max-context", "temperature", "top-k", "top-p", "seed", "stop", "threads",
+       "weights"},
       {"help", "fresh-heads", "show-exits", "no-eos"});
   if (!flags.ok()) {
     std::fprintf(stderr, "tandem edge: %s\n%s", std::string(flags.status().message()).c_str(),
@@ -131,6 +135,18 @@ int RunEdgeCommand(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
   if (options.compute_threads == 0) tandem::SetComputeThreads(0);
+  // The decode path's threads belong to this binary, not to the library.
+  std::unique_ptr<tandem::ThreadPool> pool;
+  if (flags->Has("weights")) {
+    auto format = tandem::ParseWeightFormat(flags->Get("weights"));
+    if (!format.ok()) return Fail(format.status());
+    options.weights = *format;
+    const int pool_threads = tandem::SetComputeThreads(options.compute_threads);
+    options.compute_threads = 0;
+    tandem::SetComputeThreads(1);  // libtorch only loads, samples and scores now
+    pool = std::make_unique<tandem::ThreadPool>(pool_threads);
+    options.thread_pool = pool.get();
+  }
 
   auto session = tandem::edge::EdgeSession::Create(options);
   if (session.ok() && !std::isnan(all)) {
@@ -145,10 +161,15 @@ int RunEdgeCommand(int argc, char** argv) {
   for (int64_t e : engine.exit_layers()) {
     std::fprintf(stderr, " %lld@%g", static_cast<long long>(e), engine.policy().thresholds.at(e));
   }
-  std::fprintf(stderr, " (%s), fallback %s, %.1f MB of weights]\n",
+  std::fprintf(stderr, " (%s), fallback %s, %.1f MB of weights (%s)]\n",
                tandem::ConfidenceMeasureName(engine.policy().measure),
                tandem::edge::StandaloneFallbackName(engine.policy().fallback),
-               engine.model().weight_bytes() / 1e6);
+               (engine.fast_decoder() != nullptr ? engine.fast_decoder()->weight_bytes()
+                                                 : engine.model().weight_bytes()) /
+                   1e6,
+               engine.fast_decoder() != nullptr
+                   ? tandem::WeightFormatName(engine.fast_decoder()->options().format)
+                   : "libtorch fp32");
 
   tandem::edge::GenerateOptions request;
   request.max_new_tokens = static_cast<int32_t>(*max_new);

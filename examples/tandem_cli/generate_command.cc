@@ -4,9 +4,12 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "tandem/fast_decoder.h"
 #include "tandem/generate.h"
 #include "tandem/model.h"
+#include "tandem/thread_pool.h"
 #include "tandem/threads.h"
+#include "tandem/weight_format.h"
 #include "tandem/tokenizer.h"
 
 namespace {
@@ -18,8 +21,11 @@ constexpr char kHelp[] =
     "  --top-k K            sample among the K most likely (default 0 = all)\n"
     "  --top-p P            nucleus sampling mass (default 1)\n"
     "  --seed S             sampling seed (default 0)\n"
-    "  --dtype D            float32 (default) or bfloat16\n"
-    "  --threads N          intra-op threads (default: $OMP_NUM_THREADS or all cores)\n";
+    "  --weights F          run the edge decode path (SIMD kernels, no libtorch per op)\n"
+    "                       with weights in F: fp32, fp16, bf16, int8 (block 32, as\n"
+    "                       Q8_0) or int4 (block 32, as Q4_0). Without it: libtorch.\n"
+    "  --dtype D            libtorch path only: float32 (default) or bfloat16\n"
+    "  --threads N          threads (default: $OMP_NUM_THREADS or all cores)\n";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "tandem generate: %s\n", std::string(status.message()).c_str());
@@ -32,7 +38,7 @@ int RunGenerateCommand(int argc, char** argv) {
   auto flags = tandem::cli::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "dtype",
-       "threads"},
+       "threads", "weights"},
       {"help"});
   if (!flags.ok()) {
     std::fprintf(stderr, "tandem generate: %s\n%s", std::string(flags.status().message()).c_str(),
@@ -67,21 +73,36 @@ int RunGenerateCommand(int argc, char** argv) {
   } else if (dtype != "float32") {
     return Fail(absl::InvalidArgumentError("--dtype must be float32 or bfloat16"));
   }
-  tandem::SetComputeThreads(static_cast<int>(*threads));
+  // Sizes libtorch's and OpenBLAS's pools (libtorch path) and tells the
+  // decode path's pool how many threads to start.
+  const int thread_count = tandem::SetComputeThreads(static_cast<int>(*threads));
 
   const std::string dir = flags->Get("model");
-  auto model = tandem::Model::Load(dir, options);
-  if (!model.ok()) return Fail(model.status());
   auto tokenizer = tandem::Tokenizer::Load(dir);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-
   const std::string prompt = flags->Get("prompt");
-  std::cout << prompt << std::flush;
-  auto stats = tandem::GenerateFull(**model, **tokenizer, prompt, params,
-                                    [](const tandem::GeneratedToken& t) {
-                                      std::cout << t.text << std::flush;
-                                      return true;
-                                    });
+  auto print = [](const tandem::GeneratedToken& t) {
+    std::cout << t.text << std::flush;
+    return true;
+  };
+  absl::StatusOr<tandem::GenerateStats> stats;
+  if (flags->Has("weights")) {
+    auto format = tandem::ParseWeightFormat(flags->Get("weights"));
+    if (!format.ok()) return Fail(format.status());
+    tandem::FastDecoderOptions fast_options;
+    fast_options.format = *format;
+    auto decoder = tandem::FastDecoder::Load(dir, fast_options);
+    if (!decoder.ok()) return Fail(decoder.status());
+    tandem::SetComputeThreads(1);  // libtorch only converts and samples now
+    tandem::ThreadPool pool(thread_count);
+    std::cout << prompt << std::flush;
+    stats = tandem::GenerateFull(**decoder, **tokenizer, prompt, params, &pool, print);
+  } else {
+    auto model = tandem::Model::Load(dir, options);
+    if (!model.ok()) return Fail(model.status());
+    std::cout << prompt << std::flush;
+    stats = tandem::GenerateFull(**model, **tokenizer, prompt, params, print);
+  }
   std::cout << "\n";
   if (!stats.ok()) return Fail(stats.status());
   const double decode_rate =

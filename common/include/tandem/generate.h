@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tandem/fast_decoder.h"
 #include "tandem/model.h"
 #include "tandem/sampling.h"
 #include "tandem/tokenizer.h"
@@ -59,6 +60,20 @@ absl::StatusOr<GenerateStats> GenerateFull(const Model& model, const Tokenizer& 
 absl::StatusOr<GenerateStats> GenerateFullIds(const Model& model,
                                               const std::vector<int32_t>& prompt_ids,
                                               const GenerateParams& params, int32_t eos_id,
+                                              const TokenCallback& on_token = nullptr);
+
+// The same on the edge decode path (fast_decoder.h): `decoder` must hold every
+// layer, the embedding and the head. `pool` (borrowed, may be null = this
+// thread only) runs its kernels; identical tokens to the Model overloads with
+// WeightFormat::kF32 up to ties within 1e-4 in the logits.
+absl::StatusOr<GenerateStats> GenerateFull(const FastDecoder& decoder, const Tokenizer& tokenizer,
+                                           const std::string& prompt,
+                                           const GenerateParams& params, ThreadPool* pool,
+                                           const TokenCallback& on_token = nullptr);
+absl::StatusOr<GenerateStats> GenerateFullIds(const FastDecoder& decoder,
+                                              const std::vector<int32_t>& prompt_ids,
+                                              const GenerateParams& params, int32_t eos_id,
+                                              ThreadPool* pool,
                                               const TokenCallback& on_token = nullptr);
 
 }  // namespace tandem

@@ -55,6 +55,17 @@ class KVCache {
   at::Tensor keys(int64_t layer) const;
   at::Tensor values(int64_t layer) const;
 
+  // Raw fp32 storage of `layer`'s keys (`values` false) or values (true) for
+  // the decode path (fast_decoder.h): [kv_heads, capacity, head_dim],
+  // contiguous, valid while the cache lives. nullptr unless the cache holds
+  // fp32 and `layer` is one of its layers. Writing positions >= length(layer)
+  // and then calling Extend is how the decode path appends.
+  float* mutable_data(int64_t layer, bool values);
+  // Marks `rows` more positions of `layer` as stored (after writing them
+  // through mutable_data). OutOfRange past the capacity, InvalidArgument for a
+  // layer the cache does not hold.
+  absl::Status Extend(int64_t layer, int64_t rows);
+
   // Forgets every position >= `length` in every layer (rollback). Layers already
   // shorter are unchanged.
   void Truncate(int64_t length);

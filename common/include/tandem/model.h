@@ -63,6 +63,11 @@ struct DecoderLayerWeights {
   at::Tensor gate_proj, gate_bias, up_proj, up_bias, down_proj, down_bias;
 };
 
+// Rotary inverse frequencies [head_dim / 2] of `config`, with its rope_scaling
+// applied (none, "linear" or Llama 3's "llama3"), in double precision. Both
+// execution paths (Model, FastDecoder) take their angles from here.
+std::vector<double> RotaryInverseFrequencies(const ModelConfig& config);
+
 class Model {
  public:
   // Loads `dir` (config.json + *.safetensors, HF layout). Weights are converted to

@@ -1,6 +1,7 @@
 #include "tandem/generate.h"
 
 #include <chrono>
+#include <functional>
 #include <optional>
 
 #include <ATen/ATen.h>
@@ -18,14 +19,12 @@ double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* tokenizer,
-                                       const std::vector<int32_t>& prompt_ids,
-                                       const GenerateParams& params, int32_t eos_id,
-                                       const TokenCallback& on_token) {
-  const ModelConfig& c = model.config();
-  if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
-    return absl::FailedPreconditionError("GenerateFull needs every layer loaded");
-  }
+// Computes the logits [V] (fp32) of the last of `ids`, fed at `position`.
+using StepFn = std::function<absl::StatusOr<at::Tensor>(const std::vector<int32_t>& ids,
+                                                        int64_t position)>;
+
+absl::Status CheckRequest(const ModelConfig& c, const std::vector<int32_t>& prompt_ids,
+                          const GenerateParams& params) {
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
   if (params.max_new_tokens < 0) return absl::InvalidArgumentError("max_new_tokens must be >= 0");
   TANDEM_RETURN_IF_ERROR(params.sampling.Validate());
@@ -35,31 +34,31 @@ absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* toke
         "prompt (", prompt_ids.size(), " tokens) + max_new_tokens (", params.max_new_tokens,
         ") exceeds the model's context of ", c.max_position_embeddings));
   }
+  return absl::OkStatus();
+}
+
+// The decode loop shared by both execution paths: prefill the prompt as one
+// batch, then one token at a time.
+absl::StatusOr<GenerateStats> Loop(const Tokenizer* tokenizer,
+                                   const std::vector<int32_t>& prompt_ids,
+                                   const GenerateParams& params, int32_t eos_id,
+                                   const TokenCallback& on_token, const StepFn& step) {
   GenerateStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt_ids.size());
   if (params.max_new_tokens == 0) return stats;
-
-  at::InferenceMode inference;
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, model.NewCache(capacity));
   Sampler sampler(params.sampling);
   std::optional<StreamDecoder> decoder;
   if (tokenizer != nullptr) decoder.emplace(*tokenizer);
 
   const Clock::time_point start = Clock::now();
-  at::Tensor ids = at::empty({static_cast<int64_t>(prompt_ids.size())}, at::kLong);
-  for (size_t i = 0; i < prompt_ids.size(); ++i) ids[i] = prompt_ids[i];
+  std::vector<int32_t> ids = prompt_ids;
   int64_t position = 0;
-  for (int32_t step = 0; step < params.max_new_tokens; ++step) {
-    const int64_t rows = ids.size(0);
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
-    TANDEM_ASSIGN_OR_RETURN(
-        hidden, model.ForwardLayers(0, c.num_hidden_layers, hidden,
-                                    at::arange(position, position + rows, at::kLong), cache.get()));
-    position += rows;
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, model.Logits(hidden[rows - 1]));
+  for (int32_t step_index = 0; step_index < params.max_new_tokens; ++step_index) {
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, step(ids, position));
+    position += static_cast<int64_t>(ids.size());
     GeneratedToken token;
     TANDEM_ASSIGN_OR_RETURN(token.id, sampler.Sample(logits, &token.probability));
-    if (step == 0) stats.prefill_seconds = SecondsSince(start);
+    if (step_index == 0) stats.prefill_seconds = SecondsSince(start);
     const bool is_eos = token.id == eos_id;
     if (is_eos && params.stop_at_eos) break;
     if (decoder) {
@@ -69,7 +68,7 @@ absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* toke
     stats.ids.push_back(token.id);
     ++stats.generated_tokens;
     if (on_token && !on_token(token)) break;
-    ids = at::full({1}, static_cast<int64_t>(token.id), at::kLong);
+    ids.assign(1, token.id);
   }
   if (decoder) {
     std::string rest = decoder->Flush();
@@ -85,6 +84,67 @@ absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* toke
   }
   stats.decode_seconds = SecondsSince(start) - stats.prefill_seconds;
   return stats;
+}
+
+absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* tokenizer,
+                                       const std::vector<int32_t>& prompt_ids,
+                                       const GenerateParams& params, int32_t eos_id,
+                                       const TokenCallback& on_token) {
+  const ModelConfig& c = model.config();
+  if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
+    return absl::FailedPreconditionError("GenerateFull needs every layer loaded");
+  }
+  TANDEM_RETURN_IF_ERROR(CheckRequest(c, prompt_ids, params));
+  at::InferenceMode inference;
+  const int64_t capacity = static_cast<int64_t>(prompt_ids.size()) + params.max_new_tokens;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, model.NewCache(capacity));
+  return Loop(tokenizer, prompt_ids, params, eos_id, on_token,
+              [&](const std::vector<int32_t>& ids,
+                  int64_t position) -> absl::StatusOr<at::Tensor> {
+                const int64_t rows = static_cast<int64_t>(ids.size());
+                at::Tensor t = at::empty({rows}, at::kLong);
+                int64_t* data = t.data_ptr<int64_t>();
+                for (int64_t i = 0; i < rows; ++i) data[i] = ids[i];
+                TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(t));
+                TANDEM_ASSIGN_OR_RETURN(
+                    hidden, model.ForwardLayers(0, c.num_hidden_layers, hidden,
+                                                at::arange(position, position + rows, at::kLong),
+                                                cache.get()));
+                return model.Logits(hidden[rows - 1]);
+              });
+}
+
+absl::StatusOr<GenerateStats> GenerateFast(const FastDecoder& decoder, const Tokenizer* tokenizer,
+                                           const std::vector<int32_t>& prompt_ids,
+                                           const GenerateParams& params, int32_t eos_id,
+                                           ThreadPool* pool, const TokenCallback& on_token) {
+  const ModelConfig& c = decoder.config();
+  if (decoder.layer_begin() != 0 || decoder.layer_end() != c.num_hidden_layers ||
+      !decoder.options().load_embedding || !decoder.options().load_head) {
+    return absl::FailedPreconditionError("GenerateFull needs every layer, embedding and head");
+  }
+  TANDEM_RETURN_IF_ERROR(CheckRequest(c, prompt_ids, params));
+  at::InferenceMode inference;
+  const int64_t capacity = static_cast<int64_t>(prompt_ids.size()) + params.max_new_tokens;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, decoder.NewCache(capacity));
+  // Preallocated once: the workspace (prefill chunks of 8 rows), the hidden
+  // rows and the logits the sampler reads.
+  std::unique_ptr<DecodeWorkspace> workspace = decoder.NewWorkspace(8, pool);
+  std::vector<float> hidden(prompt_ids.size() * c.hidden_size);
+  at::Tensor logits = at::empty({c.vocab_size}, at::kFloat);
+  return Loop(tokenizer, prompt_ids, params, eos_id, on_token,
+              [&](const std::vector<int32_t>& ids,
+                  int64_t position) -> absl::StatusOr<at::Tensor> {
+                const int64_t rows = static_cast<int64_t>(ids.size());
+                TANDEM_RETURN_IF_ERROR(decoder.Embed(ids, hidden.data()));
+                TANDEM_RETURN_IF_ERROR(decoder.ForwardLayers(0, c.num_hidden_layers,
+                                                             hidden.data(), rows, position,
+                                                             cache.get(), workspace.get()));
+                TANDEM_RETURN_IF_ERROR(decoder.Logits(hidden.data() + (rows - 1) * c.hidden_size,
+                                                      1, logits.data_ptr<float>(),
+                                                      workspace.get()));
+                return logits;
+              });
 }
 
 }  // namespace
@@ -108,6 +168,34 @@ absl::StatusOr<GenerateStats> GenerateFullIds(const Model& model,
                                               const TokenCallback& on_token) {
   try {
     return Generate(model, nullptr, prompt_ids, params, eos_id, on_token);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("GenerateFullIds: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace tandem
+
+namespace tandem {
+
+absl::StatusOr<GenerateStats> GenerateFull(const FastDecoder& decoder, const Tokenizer& tokenizer,
+                                           const std::string& prompt,
+                                           const GenerateParams& params, ThreadPool* pool,
+                                           const TokenCallback& on_token) {
+  TANDEM_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                          tokenizer.Encode(prompt, params.add_special_tokens));
+  try {
+    return GenerateFast(decoder, &tokenizer, ids, params, tokenizer.eos_id(), pool, on_token);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("GenerateFull: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<GenerateStats> GenerateFullIds(const FastDecoder& decoder,
+                                              const std::vector<int32_t>& prompt_ids,
+                                              const GenerateParams& params, int32_t eos_id,
+                                              ThreadPool* pool, const TokenCallback& on_token) {
+  try {
+    return GenerateFast(decoder, nullptr, prompt_ids, params, eos_id, pool, on_token);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GenerateFullIds: ", e.what_without_backtrace()));
   }

@@ -73,6 +73,26 @@ at::Tensor KVCache::values(int64_t layer) const {
   return storage_[i][1].narrow(1, 0, lengths_[i]);
 }
 
+float* KVCache::mutable_data(int64_t layer, bool values) {
+  if (!HoldsLayer(layer) || storage_.scalar_type() != at::kFloat) return nullptr;
+  const int64_t per_kind = storage_.size(2) * capacity_ * storage_.size(4);
+  return storage_.data_ptr<float>() + ((layer - layer_begin_) * 2 + (values ? 1 : 0)) * per_kind;
+}
+
+absl::Status KVCache::Extend(int64_t layer, int64_t rows) {
+  if (!HoldsLayer(layer)) {
+    return absl::InvalidArgumentError(absl::StrCat("KVCache: layer ", layer, " not in [",
+                                                   layer_begin_, ", ", layer_end_, ")"));
+  }
+  int64_t& length = lengths_[layer - layer_begin_];
+  if (rows < 0 || length + rows > capacity_) {
+    return absl::OutOfRangeError(absl::StrCat("KVCache: ", length + rows,
+                                              " positions exceed the capacity of ", capacity_));
+  }
+  length += rows;
+  return absl::OkStatus();
+}
+
 void KVCache::Truncate(int64_t length) {
   for (int64_t& l : lengths_) l = std::min(l, std::max<int64_t>(length, 0));
 }

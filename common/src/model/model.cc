@@ -26,7 +26,9 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   return b.defined() ? at::addmm(b, x, w.t()) : at::mm(x, w.t());
 }
 
-std::vector<double> BaseInvFreq(const ModelConfig& c) {
+}  // namespace
+
+std::vector<double> RotaryInverseFrequencies(const ModelConfig& c) {
   std::vector<double> inv(c.head_dim / 2);
   for (int64_t i = 0; i < c.head_dim / 2; ++i) {
     inv[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
@@ -54,6 +56,8 @@ std::vector<double> BaseInvFreq(const ModelConfig& c) {
   return inv;
 }
 
+namespace {
+
 absl::Status ValidatePositions(const at::Tensor& positions, int64_t rows, int64_t* start) {
   if (!positions.defined() || positions.dim() != 1 || positions.scalar_type() != at::kLong ||
       positions.size(0) != rows) {
@@ -78,7 +82,7 @@ Model::Model(ModelConfig config, ModelOptions options)
     : config_(std::move(config)), options_(options) {
   layer_begin_ = options_.layer_begin;
   layer_end_ = options_.layer_end < 0 ? config_.num_hidden_layers : options_.layer_end;
-  std::vector<double> inv = BaseInvFreq(config_);
+  std::vector<double> inv = RotaryInverseFrequencies(config_);
   inv_freq_ = at::empty({static_cast<int64_t>(inv.size())}, at::kFloat);
   for (size_t i = 0; i < inv.size(); ++i) inv_freq_[i] = static_cast<float>(inv[i]);
   attention_scale_ = 1.0 / std::sqrt(static_cast<double>(config_.head_dim));

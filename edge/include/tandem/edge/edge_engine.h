@@ -46,6 +46,7 @@
 #include "tandem/edge/context_sink.h"
 #include "tandem/edge/edge_options.h"
 #include "tandem/exit_heads.h"
+#include "tandem/fast_decoder.h"
 #include "tandem/kv_cache.h"
 #include "tandem/model.h"
 #include "tandem/sampling.h"
@@ -95,10 +96,13 @@ class EdgeEngine {
 
   // From parts already in memory (tests, benchmarks): `model` must hold layers
   // [0, split) with embedding and head; `heads` must have every layer of
-  // `policy.thresholds` (which defines E and must contain `split`).
+  // `policy.thresholds` (which defines E and must contain `split`). With
+  // `weights`, the layers and heads run on the decode path in that format
+  // (EdgeOptions::weights), on `pool` (borrowed, may be null).
   static absl::StatusOr<std::unique_ptr<EdgeEngine>> FromParts(
       std::shared_ptr<const Model> model, std::shared_ptr<const ExitHeads> heads, int64_t split,
-      ExitPolicy policy, int64_t max_context = 0);
+      ExitPolicy policy, int64_t max_context = 0,
+      std::optional<WeightFormat> weights = std::nullopt, ThreadPool* pool = nullptr);
 
   EdgeEngine(const EdgeEngine&) = delete;
   EdgeEngine& operator=(const EdgeEngine&) = delete;
@@ -109,6 +113,8 @@ class EdgeEngine {
   const ExitPolicy& policy() const { return policy_; }
   const Model& model() const { return *model_; }
   const ExitHeads& heads() const { return *heads_; }
+  // The decode path's weights (EdgeOptions::weights), or null on libtorch.
+  const FastDecoder* fast_decoder() const { return fast_.get(); }
   // Positions a sequence's cache holds by default.
   int64_t max_context() const { return max_context_; }
 
@@ -121,6 +127,9 @@ class EdgeEngine {
   EdgeEngine() = default;
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const ExitHeads> heads_;
+  std::shared_ptr<const FastDecoder> fast_;       // null = libtorch path
+  std::map<int64_t, FastExitHead> fast_heads_;    // by exit layer, with fast_
+  ThreadPool* pool_ = nullptr;                    // borrowed, may be null
   int64_t split_ = 0;
   std::vector<int64_t> exit_layers_;
   ExitPolicy policy_;
@@ -196,12 +205,18 @@ class EdgeSequence {
   // token into `result`; with `may_defer` that row stops at its exit.
   absl::Status Advance(const at::Tensor& fresh, bool decide, bool may_defer,
                        StepResult* result);
+  // The three calls that differ between the libtorch and the decode path.
+  absl::StatusOr<at::Tensor> Embed(absl::Span<const int32_t> ids) const;
+  absl::StatusOr<at::Tensor> Forward(int64_t begin, int64_t end, const at::Tensor& x,
+                                     int64_t first_position);
+  absl::StatusOr<at::Tensor> ExitLogits(int64_t layer, const at::Tensor& row);
   absl::Status Decide(const std::vector<Candidate>& candidates, bool passed,
                       const at::Tensor& row_at_split, StepResult* result);
   void HandToSink(int64_t first_position, const at::Tensor& rows, StepResult* result);
 
   const EdgeEngine& engine_;
   std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<DecodeWorkspace> workspace_;  // decode path only
   ContextSink* sink_;
   CloudContinuation* cloud_ = nullptr;
   absl::Duration cloud_timeout_ = absl::Seconds(1);

@@ -13,6 +13,8 @@
 
 #include "tandem/edge/cloud_options.h"
 #include "tandem/exit_heads.h"
+#include "tandem/thread_pool.h"
+#include "tandem/weight_format.h"
 
 namespace tandem::edge {
 
@@ -69,6 +71,20 @@ struct EdgeOptions {
   // alone. > 0 sets it PROCESS-WIDE (libtorch has no per-session setting):
   // more threads cut per-token latency until memory bandwidth saturates.
   int compute_threads = 0;
+
+  // The edge's execution path. Empty = libtorch (the reference, fp32). A
+  // format = the SIMD decode path (fast_decoder.h): layers [0, S), the
+  // embedding, the LM head and the exit heads run from weights converted at
+  // load into that format — fp32 (agrees with libtorch within 1e-4), fp16 /
+  // bf16 (half the bytes), int8 (block 32, ~quarter) or int4 (block 32,
+  // ~eighth; measurably lower agreement: see the README). Fewer bytes per
+  // token mean faster decoding where memory bandwidth is the limit.
+  std::optional<WeightFormat> weights;
+
+  // Threads the decode path (`weights` set) runs its kernels on. Borrowed:
+  // owned by the application, must outlive the session; nullptr = the
+  // decoding thread alone. The library starts no compute threads of its own.
+  ThreadPool* thread_pool = nullptr;
 
   // Positions the session's KV cache holds (prompt + generated tokens). 0 = the
   // model's max_position_embeddings. Memory: 2 * S * kv_heads * head_dim * 4
