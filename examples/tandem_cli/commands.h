@@ -23,5 +23,7 @@ int RunEvaluateCommand(int argc, char** argv);
 int RunExportCommand(int argc, char** argv);
 // tandem edge --model DIR --prompt TEXT [--split 4 --exits 2,4 --threshold T]
 int RunEdgeCommand(int argc, char** argv);
+// tandem compare-formats: each edge weight format against libtorch fp32 on held-out text.
+int RunCompareFormatsCommand(int argc, char** argv);
 
 #endif  // TANDEM_EXAMPLES_TANDEM_CLI_COMMANDS_H_

@@ -440,7 +440,7 @@ void FastDecoder::RunChunk(int64_t begin, int64_t end, float* hidden, int64_t ro
 
 absl::Status FastDecoder::Logits(const float* hidden, int64_t rows, float* logits,
                                  DecodeWorkspace* ws, const FastExitHead* exit) const {
-  if (final_norm_.empty() || embedding_ == nullptr && lm_head_ == nullptr) {
+  if (final_norm_.empty() || (embedding_ == nullptr && lm_head_ == nullptr)) {
     return absl::FailedPreconditionError("Logits: the head was not loaded");
   }
   if (ws == nullptr) return absl::InvalidArgumentError("Logits: needs a workspace");
