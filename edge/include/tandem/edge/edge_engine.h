@@ -124,6 +124,7 @@ class EdgeEngine {
                                                             ContextSink* sink = nullptr) const;
 
  private:
+  friend class EdgeSequence;  // reads the decode path's exit heads
   EdgeEngine() = default;
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const ExitHeads> heads_;
