@@ -34,26 +34,31 @@ class ThreadPool {
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Calls fn(task) for every task in [0, tasks), spread over the threads (the
-  // caller takes part), and returns when all have finished. `fn` must not throw
-  // and must not call ParallelFor on the same pool.
+  // Calls fn(task) for every task in [0, tasks) (tasks < 65536), spread over
+  // the threads (the caller takes part), and returns when all have finished.
+  // `fn` must not throw and must not call ParallelFor on the same pool.
   void ParallelFor(int64_t tasks, const std::function<void(int64_t task)>& fn);
 
  private:
-  void WorkerLoop(int index);
-  void RunTasks();
+  void WorkerLoop();
+  // Claims and runs tasks of generation `gen` until none is left (or a newer
+  // generation started); returns how many this thread ran.
+  void RunTasks(uint64_t gen, const std::function<void(int64_t)>* fn);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;  // guarded by mu_
-  // A new ParallelFor bumps generation_; workers that see it take tasks from
-  // next_task_ until it passes tasks_, and count themselves out in busy_.
+  // Each ParallelFor is a generation. claim_ packs (generation:32, tasks:16,
+  // next task:16): a thread claims a task with a compare-and-swap that fails
+  // once the generation has moved on, so a worker that wakes late never runs
+  // a stale task and the caller never waits for a worker that has not
+  // claimed anything — on a loaded machine the caller simply runs more of
+  // the tasks itself.
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_task_{0};
-  std::atomic<int> busy_{0};
-  int64_t tasks_ = 0;
-  const std::function<void(int64_t)>* fn_ = nullptr;
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> done_{0};
+  std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
 };
 
 }  // namespace tandem

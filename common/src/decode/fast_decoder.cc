@@ -261,10 +261,13 @@ void FastDecoder::Linear(const QuantizedMatrix& w, const float* x, int64_t rows,
     decode::MatMul(view, x, rows, x_stride, y, y_stride, 0, m);
     return;
   }
-  const int64_t chunk = ((m + threads - 1) / threads + 3) / 4 * 4;
-  pool->ParallelFor(threads, [&](int64_t t) {
+  // Four chunks per thread: a thread that is descheduled (a loaded machine)
+  // holds up at most the chunk it claimed; the others take the rest.
+  const int64_t pieces = 4 * threads;
+  const int64_t chunk = std::max<int64_t>(16, ((m + pieces - 1) / pieces + 3) / 4 * 4);
+  pool->ParallelFor((m + chunk - 1) / chunk, [&](int64_t t) {
     const int64_t lo = t * chunk, hi = std::min(m, lo + chunk);
-    if (lo < hi) decode::MatMul(view, x, rows, x_stride, y, y_stride, lo, hi);
+    decode::MatMul(view, x, rows, x_stride, y, y_stride, lo, hi);
   });
 }
 
@@ -357,8 +360,8 @@ void FastDecoder::RunChunk(int64_t begin, int64_t end, float* hidden, int64_t ro
   }
   const int64_t capacity = cache->capacity();
   const int64_t max_keys = first + rows;
-  if (static_cast<int64_t>(ws->scores_.size()) < threads * max_keys) {
-    ws->scores_.resize(threads * max_keys);
+  if (static_cast<int64_t>(ws->scores_.size()) < 4 * threads * max_keys) {
+    ws->scores_.resize(4 * threads * max_keys);
   }
   for (int64_t l = begin; l < end; ++l) {
     const decode::LayerWeights& w = layers_[l - layer_begin_];
@@ -390,7 +393,7 @@ void FastDecoder::RunChunk(int64_t begin, int64_t end, float* hidden, int64_t ro
     float* attn = ws->attn_.data();
     const int64_t pairs = rows * heads;
     auto attend = [&](int64_t t, int64_t lo, int64_t hi) {
-      float* scores = ws->scores_.data() + t * max_keys;
+      float* scores = ws->scores_.data() + t * max_keys;  // one slice per task
       for (int64_t i = lo; i < hi; ++i) {
         const int64_t r = i / heads, h = i % heads;
         const int64_t pos = first + r;
@@ -404,8 +407,9 @@ void FastDecoder::RunChunk(int64_t begin, int64_t end, float* hidden, int64_t ro
       }
     };
     if (threads > 1 && pairs * max_keys * hd >= 32768) {
-      const int64_t chunk = (pairs + threads - 1) / threads;
-      pool->ParallelFor(threads, [&](int64_t t) {
+      const int64_t tasks = std::min<int64_t>(pairs, 4 * threads);
+      const int64_t chunk = (pairs + tasks - 1) / tasks;
+      pool->ParallelFor(tasks, [&](int64_t t) {
         attend(t, t * chunk, std::min(pairs, (t + 1) * chunk));
       });
     } else {

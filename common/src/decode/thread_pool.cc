@@ -18,10 +18,14 @@ inline void CpuRelax() {
 #endif
 }
 
+constexpr uint64_t Pack(uint64_t gen, uint64_t tasks, uint64_t next) {
+  return (gen << 32) | (tasks << 16) | next;
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -33,11 +37,21 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::RunTasks() {
+void ThreadPool::RunTasks(uint64_t gen, const std::function<void(int64_t)>* fn) {
+  uint64_t v = claim_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= tasks_) break;
-    (*fn_)(task);
+    if ((v >> 32) != (gen & 0xffffffffu)) return;  // a newer ParallelFor
+    const uint64_t tasks = (v >> 16) & 0xffffu, next = v & 0xffffu;
+    if (next >= tasks) return;
+    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      continue;  // v was reloaded
+    }
+    // The claim succeeded for `gen`, so the caller is still inside that
+    // ParallelFor (it waits for this task) and `fn` is its function.
+    (*fn)(static_cast<int64_t>(next));
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    v = claim_.load(std::memory_order_acquire);
   }
 }
 
@@ -47,23 +61,22 @@ void ThreadPool::ParallelFor(int64_t tasks, const std::function<void(int64_t)>& 
     for (int64_t t = 0; t < tasks; ++t) fn(t);
     return;
   }
-  tasks_ = tasks;
-  fn_ = &fn;
-  next_task_.store(0, std::memory_order_relaxed);
-  busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  const uint64_t gen = (generation_.load(std::memory_order_relaxed) + 1) & 0xffffffffu;
+  done_.store(0, std::memory_order_relaxed);
+  fn_.store(&fn, std::memory_order_relaxed);
+  claim_.store(Pack(gen, static_cast<uint64_t>(tasks), 0), std::memory_order_release);
   {
     // The lock orders the publication against a worker about to sleep.
     std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation_.store(gen, std::memory_order_release);
   }
   wake_.notify_all();
-  RunTasks();
-  while (busy_.load(std::memory_order_acquire) != 0) CpuRelax();
-  fn_ = nullptr;
+  RunTasks(gen, &fn);
+  while (done_.load(std::memory_order_acquire) != tasks) CpuRelax();
 }
 
-void ThreadPool::WorkerLoop(int /*index*/) {
-  uint64_t seen = 0;
+void ThreadPool::WorkerLoop() {
+  uint64_t seen = generation_.load(std::memory_order_acquire);
   for (;;) {
     const auto spin_until = std::chrono::steady_clock::now() + kSpin;
     uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -80,8 +93,10 @@ void ThreadPool::WorkerLoop(int /*index*/) {
       gen = generation_.load(std::memory_order_acquire);
     }
     seen = gen;
-    RunTasks();
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
+    // fn_ was stored before generation_ (release/acquire): it is this
+    // generation's function or a newer one's, and RunTasks's claim fails for
+    // a newer one.
+    RunTasks(gen, fn_.load(std::memory_order_acquire));
   }
 }
 
