@@ -365,24 +365,26 @@ TEST(EdgeEngine, FromPartsValidatesTheSplitAndExits) {
 class FakeCloud : public CloudContinuation {
  public:
   explicit FakeCloud(const RecordingSink* sink) : sink_(sink) {}
-  absl::StatusOr<int32_t> Continue(int64_t position, const at::Tensor& hidden,
-                                   const SamplingParams&, absl::Time) override {
+  absl::Status Submit(const ContinueRequest& request, absl::Time) override {
     ++calls;
     // The context through `position` is already with the sink.
-    sink_positions_ok = sink_positions_ok && sink_->next_position() == position + 1;
-    EXPECT_EQ(hidden.size(0), 1);
+    sink_positions_ok = sink_positions_ok && sink_->next_position() == request.position + 1;
+    EXPECT_EQ(request.hidden_at_split.size(0), 1);
     if (!error.ok()) return error;
-    return 42;
+    submitted.push_back(request.position);
+    return absl::OkStatus();
   }
+  std::vector<CloudVerdict> TakeVerdicts(absl::Time) override { return {}; }
   absl::Status error = absl::OkStatus();
   int calls = 0;
+  std::vector<int64_t> submitted;
   bool sink_positions_ok = true;
 
  private:
   const RecordingSink* sink_;
 };
 
-TEST(EdgeSequence, CloudSeamIsAskedOnlyWhenNoExitPassesAndFallsBackOnError) {
+TEST(EdgeSequence, DraftsAreSubmittedOnlyWhenNoExitPasses) {
   at::InferenceMode guard;
   Fixture f = MakeParts();
   auto engine = MakeEngine(f, {{1, kNever}, {2, kNever}, {3, kNever}});
@@ -392,22 +394,58 @@ TEST(EdgeSequence, CloudSeamIsAskedOnlyWhenNoExitPassesAndFallsBackOnError) {
   seq->set_cloud(&cloud, absl::Seconds(5));
   std::vector<int32_t> fed;
   for (const StepResult& s : Decode(*seq, 4, &fed)) {
-    EXPECT_EQ(s.source, TokenSource::kCloud);
-    EXPECT_EQ(s.exit_layer, kCloudLayer);
-    EXPECT_EQ(s.token, 42);
+    EXPECT_TRUE(s.provisional);
+    EXPECT_EQ(s.source, TokenSource::kFallback);
+    EXPECT_EQ(s.exit_layer, kSplit);
   }
   EXPECT_EQ(cloud.calls, 5);
   EXPECT_TRUE(cloud.sink_positions_ok);
-  cloud.error = absl::DeadlineExceededError("slow link");
+  // A cloud that cannot be asked: the draft is an ordinary fallback token.
+  cloud.error = absl::UnavailableError("link down");
   for (const StepResult& s : Decode(*seq, 2, &fed)) {
+    EXPECT_FALSE(s.provisional);
     EXPECT_EQ(s.source, TokenSource::kFallback);
-    EXPECT_EQ(s.exit_layer, kSplit);
   }
   // A confident exit never asks.
   ASSERT_TRUE(seq->set_thresholds({{1, 0.0}, {2, kNever}, {3, kNever}}).ok());
   const int before = cloud.calls;
   Decode(*seq, 2, &fed);
   EXPECT_EQ(cloud.calls, before);
+}
+
+// Truncate after decoding on top of drafts leaves the KV cache equal to a
+// sequence that never took them (the rollback of a rejected draft).
+TEST(EdgeSequence, TruncateRestoresTheCacheOfTheShorterSequence) {
+  at::InferenceMode guard;
+  Fixture f = MakeParts();
+  // Exit 1 always passes: every token's row is deferred, the hard case.
+  auto engine = MakeEngine(f, {{1, 0.0}, {2, kNever}, {3, kNever}});
+  auto a = engine->NewSequence(64).value();
+  auto b = engine->NewSequence(64).value();
+  const std::vector<int32_t> prompt = {5, 9, 2, 7};
+  ASSERT_TRUE(a->Start(prompt).ok());
+  ASSERT_TRUE(b->Start(prompt).ok());
+  for (int32_t t : {11, 3, 8}) {
+    ASSERT_TRUE(a->Step(t).ok());
+    ASSERT_TRUE(b->Step(t).ok());
+  }
+  for (int32_t t : {40, 41, 42, 43}) ASSERT_TRUE(a->Step(t).ok());  // the abandoned branch
+  ASSERT_TRUE(a->Truncate(7).ok());
+  EXPECT_EQ(a->position(), 7);
+  ASSERT_TRUE(b->Flush().ok());
+  ASSERT_TRUE(a->Flush().ok());
+  // Both go on with the same token; their caches must then be equal.
+  ASSERT_TRUE(a->Step(20).ok());
+  ASSERT_TRUE(b->Step(20).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  ASSERT_TRUE(b->Flush().ok());
+  for (int64_t l = 0; l < kSplit; ++l) {
+    ASSERT_EQ(a->cache().length(l), b->cache().length(l)) << "layer " << l;
+    EXPECT_TRUE(at::allclose(a->cache().keys(l), b->cache().keys(l), 1e-6, 1e-6)) << l;
+    EXPECT_TRUE(at::allclose(a->cache().values(l), b->cache().values(l), 1e-6, 1e-6)) << l;
+  }
+  EXPECT_FALSE(a->Truncate(0).ok());
+  EXPECT_FALSE(a->Truncate(100).ok());
 }
 
 }  // namespace
