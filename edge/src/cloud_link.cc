@@ -73,7 +73,13 @@ absl::StatusOr<std::unique_ptr<CloudLink>> CloudLink::Create(const CloudOptions&
                                                              std::vector<int64_t> exit_layers,
                                                              int64_t hidden_size) {
   if (options.address.empty()) return absl::InvalidArgumentError("CloudOptions.address is empty");
-  absl::StatusOr<std::unique_ptr<link::Transport>> transport = link::MakeGrpcTransport(options);
+  absl::StatusOr<std::unique_ptr<link::Transport>> transport =
+      absl::InternalError("no transport");
+  if (options.transport) {
+    transport = options.transport();
+  } else {
+    transport = link::MakeGrpcTransport(options);
+  }
   if (!transport.ok()) return transport.status();
   return CreateWithTransport(options, *std::move(transport), fingerprint, split,
                              std::move(exit_layers), hidden_size);

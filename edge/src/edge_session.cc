@@ -5,6 +5,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -235,16 +236,16 @@ class Releaser {
     return false;
   }
 
-  Snapshot Save() const {
-    Snapshot s;
-    if (decoder_) s.decoder.emplace(*decoder_);
-    s.filter.emplace(*filter_);
-    s.text_size = summary_->text.size();
-    s.ids_size = summary_->ids.size();
-    s.counts = summary_->counts;
-    s.confidence_sum = confidence_sum_;
-    s.decode_seconds = summary_->decode_seconds;
-    s.decode_steps = decode_steps_;
+  std::shared_ptr<const Snapshot> Save() const {
+    auto s = std::make_shared<Snapshot>();
+    if (decoder_) s->decoder.emplace(*decoder_);
+    s->filter.emplace(*filter_);
+    s->text_size = summary_->text.size();
+    s->ids_size = summary_->ids.size();
+    s->counts = summary_->counts;
+    s->confidence_sum = confidence_sum_;
+    s->decode_seconds = summary_->decode_seconds;
+    s->decode_steps = decode_steps_;
     return s;
   }
 
@@ -309,7 +310,7 @@ struct Ahead {
   bool draft_accepted = false;
   bool released = false;        // eager: streamed already
   absl::Time deadline;          // waiting: when the link gives up on it
-  std::optional<Releaser::Snapshot> before;  // eager: state before it was streamed
+  std::shared_ptr<const Releaser::Snapshot> before;  // eager: state before it was streamed
 };
 
 }  // namespace
@@ -455,7 +456,9 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
       if (eager) {
         for (Ahead& a : ahead) {
           if (a.released) continue;
-          if (a.waiting && releaser.IsEos(a.r.token)) break;  // EOS stops only when final
+          // EOS stops generation only once everything before it is final
+          // (the in-order release above handles that).
+          if (releaser.IsEos(a.r.token)) break;
           a.before = releaser.Save();
           a.released = true;
           TANDEM_ASSIGN_OR_RETURN(stop, releaser.Release(a.r, a.seconds, a.waiting, a.draft_accepted));

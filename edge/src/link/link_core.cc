@@ -19,31 +19,6 @@ absl::Status FromWire(const wire::Error& error) {
 
 }  // namespace
 
-CloudLinkStats operator-(const CloudLinkStats& a, const CloudLinkStats& b) {
-  CloudLinkStats d;
-  d.bytes_up = a.bytes_up - b.bytes_up;
-  d.bytes_down = a.bytes_down - b.bytes_down;
-  d.context_bytes = a.context_bytes - b.context_bytes;
-  d.continue_bytes = a.continue_bytes - b.continue_bytes;
-  d.context_rows = a.context_rows - b.context_rows;
-  d.requests = a.requests - b.requests;
-  d.cloud_tokens = a.cloud_tokens - b.cloud_tokens;
-  d.drafts_accepted = a.drafts_accepted - b.drafts_accepted;
-  d.drafts_rejected = a.drafts_rejected - b.drafts_rejected;
-  d.failed_requests = a.failed_requests - b.failed_requests;
-  d.abandoned_requests = a.abandoned_requests - b.abandoned_requests;
-  d.connects = a.connects - b.connects;
-  d.connect_failures = a.connect_failures - b.connect_failures;
-  d.resyncs = a.resyncs - b.resyncs;
-  d.resync_token_positions = a.resync_token_positions - b.resync_token_positions;
-  d.resync_hidden_positions = a.resync_hidden_positions - b.resync_hidden_positions;
-  d.late_rejections = a.late_rejections - b.late_rejections;
-  d.request_seconds = a.request_seconds - b.request_seconds;
-  d.cloud_compute_seconds = a.cloud_compute_seconds - b.cloud_compute_seconds;
-  d.last_error = a.last_error == b.last_error ? "" : a.last_error;
-  return d;
-}
-
 LinkCore::LinkCore(const CloudOptions& options, const CodecSpec& codec, ModelIdentity model)
     : options_(options),
       codec_(codec),
@@ -117,7 +92,7 @@ void LinkCore::Truncate(int64_t position) {
     // The server holds rows the edge just dropped, and nothing told it to drop
     // them: start a new stream that resumes at `position` (Open truncates).
     resume_limit_ = resume_limit_ < 0 ? position : std::min(resume_limit_, position);
-    if (state_ == State::kOpening || state_ == State::kReady) broken_ = true;
+    if (stream_open_) broken_ = true;
     sent_next_ = position;
   }
   ++version_;
@@ -254,6 +229,7 @@ wire::ClientMessage LinkCore::Opened(uint64_t* stream_id) {
   ++stats_.connects;
   ++attempts_;
   state_ = State::kOpening;
+  stream_open_ = true;
   stream_id_ += 1;
   *stream_id = stream_id_;
   stream_generation_ = generation_;
@@ -283,6 +259,7 @@ void LinkCore::StreamBroken(uint64_t stream_id, absl::Time now) {
 void LinkCore::Disconnected(absl::Time now) {
   const bool was_broken = broken_;
   state_ = State::kDown;
+  stream_open_ = false;
   stream_id_ += 1;  // anything the old stream's reader still reports is ignored
   broken_ = false;
   FailAll(absl::UnavailableError("the stream to the cloud was closed"));
@@ -459,14 +436,13 @@ LinkCore::Plan LinkCore::Poll(absl::Time now) {
       ++it;
     }
   }
-  const bool has_stream = state_ == State::kOpening || state_ == State::kReady;
-  if (has_stream && (broken_ || !active_ || stream_generation_ != generation_)) {
+  if (stream_open_ && (broken_ || !active_ || stream_generation_ != generation_)) {
     plan.want = Want::kDisconnect;
     plan.polite = !broken_;
     return plan;
   }
   if (!active_) return plan;
-  if (state_ == State::kDown) {
+  if (state_ == State::kDown && !stream_open_) {
     if (now >= next_connect_) {
       state_ = State::kConnecting;
       plan.want = Want::kConnect;

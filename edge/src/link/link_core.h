@@ -155,6 +155,7 @@ class LinkCore {
   // The stream.
   State state_ = State::kDown;
   uint64_t stream_id_ = 0;               // the live stream's id (0: none)
+  bool stream_open_ = false;             // the driver holds a stream (Opened .. Disconnected)
   uint64_t stream_generation_ = 0;       // the generation it serves
   bool broken_ = false;
   uint32_t epoch_ = 0;

@@ -5,12 +5,17 @@
 #define TANDEM_EDGE_CLOUD_OPTIONS_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace tandem::edge {
+namespace link {
+class Transport;  // src/link/transport.h
+}
 
 // How the edge rebuilds the cloud's context when the cloud lost it (eviction,
 // restart, another replica).
@@ -73,6 +78,11 @@ struct CloudOptions {
   // to this many most likely tokens, and that distribution is sent with it
   // (8 bytes a token) so the cloud can apply the speculative sampling rule.
   int32_t draft_top_k = 8;
+
+  // How to reach the server; empty = gRPC to `address` (the normal case).
+  // For tests and custom transports (an in-process server, a fault injector:
+  // src/link/). Called once per CloudLink.
+  std::function<std::unique_ptr<link::Transport>()> transport;
 
   // InvalidArgument naming the first bad field.
   absl::Status Validate() const;
