@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench install install-python asan-test clean
+.PHONY: all deps configure build test demo bench bench-pipelined install install-python asan-test clean
 
 all: build
 
@@ -44,6 +44,11 @@ demo: build $(DEMO_MODEL)/config.json
 
 bench: build
 	$(BUILD)/bench/tandem_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# Collaborative mode at several RTTs: pipelined (confirmed) vs blocking vs
+# standalone, medians over alternated repeats (issue 9). Minutes; not in CI.
+bench-pipelined: build
+	$(BUILD)/bench/tandem_pipelined_bench | tee bench/results/pipelined-$$(date +%Y-%m-%d)-$$(hostname).md
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -29,7 +29,7 @@ constexpr int kPrompts = 16;
 constexpr int kPromptTokens = 16;
 constexpr int kNewTokens = 64;
 
-std::vector<std::vector<int32_t>> Run(EdgeSession& session, const GenerateOptions& options,
+std::vector<std::vector<int32_t>> RunAll(EdgeSession& session, const GenerateOptions& options,
                                       std::vector<edge::GenerationSummary>* summaries = nullptr) {
   std::vector<std::vector<int32_t>> out;
   for (const auto& prompt : Prompts(kPrompts, kPromptTokens)) {
@@ -52,7 +52,7 @@ const std::vector<std::vector<int32_t>>& BlockingReference(const std::string& ad
   auto session = EdgeSession::Create(options);
   EXPECT_TRUE(session.ok()) << session.status();
   std::vector<edge::GenerationSummary> summaries;
-  auto ids = Run(**session, Greedy(kNewTokens), &summaries);
+  auto ids = RunAll(**session, Greedy(kNewTokens), &summaries);
   for (const auto& s : summaries) {
     EXPECT_EQ(s.cloud.failed_requests, 0);
     EXPECT_EQ(s.speculation.rolled_back, 0);  // blocking never decodes on a draft
@@ -81,7 +81,7 @@ TEST_P(PipelinedAtRtt, ConfirmedDeliveryIsTokenIdenticalToBlocking) {
   auto session = EdgeSession::Create(CollaborativeOptions(link->address(), "fp32", false));
   ASSERT_TRUE(session.ok()) << session.status();
   std::vector<edge::GenerationSummary> summaries;
-  const auto ids = Run(**session, Greedy(kNewTokens), &summaries);
+  const auto ids = RunAll(**session, Greedy(kNewTokens), &summaries);
   ASSERT_EQ(ids.size(), reference.size());
   int64_t drafts = 0, rejected = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
