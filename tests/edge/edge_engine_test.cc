@@ -372,12 +372,16 @@ class FakeCloud : public CloudContinuation {
     EXPECT_EQ(request.hidden_at_split.size(0), 1);
     if (!error.ok()) return error;
     submitted.push_back(request.position);
+    ContinueRequest copy = request;
+    copy.hidden_at_split = at::Tensor();
+    requests.push_back(std::move(copy));
     return absl::OkStatus();
   }
   std::vector<CloudVerdict> TakeVerdicts(absl::Time) override { return {}; }
   absl::Status error = absl::OkStatus();
   int calls = 0;
   std::vector<int64_t> submitted;
+  std::vector<ContinueRequest> requests;  // copies (the row is dropped)
   bool sink_positions_ok = true;
 
  private:
@@ -411,6 +415,45 @@ TEST(EdgeSequence, DraftsAreSubmittedOnlyWhenNoExitPasses) {
   const int before = cloud.calls;
   Decode(*seq, 2, &fed);
   EXPECT_EQ(cloud.calls, before);
+}
+
+// Under sampling the draft is drawn from exactly the distribution sent with it
+// (what makes the cloud's speculative sampling rule exact): over many seeded
+// first tokens, each draft token's frequency matches its sent probability.
+TEST(EdgeSequence, SampledDraftsFollowTheDistributionSentWithThem) {
+  at::InferenceMode guard;
+  Fixture f = MakeParts();
+  auto engine = MakeEngine(f, {{1, kNever}, {2, kNever}, {3, kNever}});
+  RecordingSink sink;
+  auto seq = engine->NewSequence(0, &sink).value();
+  FakeCloud cloud(&sink);
+  seq->set_cloud(&cloud, absl::Seconds(5), /*draft_top_k=*/4);
+  SamplingParams sampling;
+  sampling.temperature = 1.5f;  // a flat distribution: several tokens matter
+  constexpr int kRuns = 3000;
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < kRuns; ++i) {
+    sampling.seed = 1000 + i;
+    auto r = seq->Start(Prompt(), sampling);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->provisional);
+    ++seen[r->token];
+  }
+  // The same prompt gives the same q every time.
+  const ContinueRequest& q = cloud.requests.back();
+  ASSERT_EQ(q.draft.ids.size(), 4u);
+  double sum = 0.0, chi2 = 0.0;
+  for (size_t k = 0; k < q.draft.ids.size(); ++k) {
+    sum += q.draft.probs[k];
+    const double expected = kRuns * q.draft.probs[k];
+    const double d = seen[q.draft.ids[k]] - expected;
+    chi2 += d * d / expected;
+    seen.erase(q.draft.ids[k]);
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+  EXPECT_TRUE(seen.empty()) << "a draft outside the distribution sent";
+  // 3 degrees of freedom: P(chi2 > 16.27) = 0.001 for the right sampler.
+  EXPECT_LT(chi2, 16.27);
 }
 
 // Truncate after decoding on top of drafts leaves the KV cache equal to a
