@@ -411,9 +411,9 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
       }
       ahead.erase(it + 1, ahead.end());
       Ahead& a = ahead.back();
-      if (sequence_->position() > a.r.position) {
-        TANDEM_RETURN_IF_ERROR(sequence_->Truncate(a.r.position));
-      }
+      // Always, even when nothing was fed on top of the draft (blocking): the
+      // link holds uploads past the rejection until the edge rolls back.
+      TANDEM_RETURN_IF_ERROR(sequence_->Truncate(a.r.position));
       a.r.token = v.token;
       a.r.provisional = false;
       a.released = false;
@@ -466,7 +466,8 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
         }
         if (stop) break;
       }
-      if (releaser.released() >= options.max_new_tokens) {
+      // (Eager: streamed drafts count, but generation ends only once they are final.)
+      if (releaser.released() >= options.max_new_tokens && in_flight() == 0) {
         summary.stop_reason = StopReason::kMaxTokens;
         break;
       }

@@ -54,8 +54,9 @@ const std::vector<std::vector<int32_t>>& BlockingReference(const std::string& ad
   std::vector<edge::GenerationSummary> summaries;
   auto ids = RunAll(**session, Greedy(kNewTokens), &summaries);
   for (const auto& s : summaries) {
-    EXPECT_EQ(s.cloud.failed_requests, 0);
-    EXPECT_EQ(s.speculation.rolled_back, 0);  // blocking never decodes on a draft
+    EXPECT_EQ(s.cloud.failed_requests, 0) << s.cloud.last_error;
+    EXPECT_EQ(s.speculation.wasted_steps, 0);  // blocking never decodes on a draft
+    EXPECT_EQ(s.speculation.rolled_back, s.speculation.rejected);
   }
   return reference->emplace(address, std::move(ids)).first->second;
 }
@@ -86,11 +87,12 @@ TEST_P(PipelinedAtRtt, ConfirmedDeliveryIsTokenIdenticalToBlocking) {
   int64_t drafts = 0, rejected = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     EXPECT_EQ(ids[i], reference[i]) << "prompt " << i;
-    EXPECT_EQ(summaries[i].speculation.unverified, 0);
+    EXPECT_EQ(summaries[i].speculation.unverified, 0) << summaries[i].cloud.last_error;
     drafts += summaries[i].speculation.drafts;
     rejected += summaries[i].speculation.rejected;
   }
   EXPECT_GT(drafts, 0);
+  std::printf("[link: %s]\n", (*session)->cloud_link()->stats().last_error.c_str());
   std::printf("[rtt %d ms: %lld drafts, %lld rejected]\n", GetParam(),
               static_cast<long long>(drafts), static_cast<long long>(rejected));
 }

@@ -160,3 +160,23 @@ TEST_F(CloudLinkTest, LinkLossFailsDraftsInFlightAndResumesOnANewStream) {
 
 }  // namespace
 }  // namespace tandem::edge
+namespace tandem::edge {
+namespace {
+TEST_F(CloudLinkTest, ADraftSubmittedBeforeTheFirstConnectionWaitsForIt) {
+  link_->OnBegin(SequenceInfo{{}, 64});
+  link_->OnInput(0, std::vector<int32_t>{1, 2, 3});
+  link_->OnContext(0, at::randn({3, kDim}));
+  ContinueRequest r;
+  r.position = 2;
+  r.hidden_at_split = at::randn({1, kDim});
+  r.draft_token = 4;
+  ASSERT_TRUE(link_->Submit(r, absl::Now() + absl::Seconds(5)).ok());
+  AcceptOpen();
+  const wire::Continue c = NextContinue(2);
+  Answer(c, 4, wire::VERDICT_ACCEPTED, 0);
+  const CloudVerdict v = Verdict();
+  EXPECT_TRUE(v.status.ok()) << v.status;
+  EXPECT_TRUE(v.accepted);
+}
+}  // namespace
+}  // namespace tandem::edge

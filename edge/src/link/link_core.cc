@@ -43,6 +43,10 @@ void LinkCore::Begin(const SequenceInfo& info, std::string session_id, absl::Tim
   unsent_since_ = absl::InfiniteFuture();
   fence_ = -1;
   resume_limit_ = -1;
+  sent_next_ = 0;
+  // A stream of the previous sequence is stale: Poll retires it (Close) and
+  // opens one for this sequence.
+  if (state_ == State::kReady || state_ == State::kOpening) state_ = State::kDown;
   next_connect_ = absl::InfinitePast();  // a new sequence tries at once
   attempts_ = 0;
   tokens_refused_ = false;
@@ -262,7 +266,13 @@ void LinkCore::Disconnected(absl::Time now) {
   stream_open_ = false;
   stream_id_ += 1;  // anything the old stream's reader still reports is ignored
   broken_ = false;
-  FailAll(absl::UnavailableError("the stream to the cloud was closed"));
+  // Drafts already sent on it will not be answered; unsent ones (a new
+  // sequence waiting for its first stream) go on the next.
+  std::vector<int64_t> lost;
+  for (const auto& [position, r] : requests_) {
+    if (r.sent) lost.push_back(position);
+  }
+  for (int64_t p : lost) Fail(p, absl::UnavailableError("the stream to the cloud was closed"));
   // A stream retired on purpose (a resume point moved back) reconnects at once.
   if (was_broken && active_ && resume_limit_ < 0) Backoff(now);
   ++version_;
@@ -362,8 +372,8 @@ void LinkCore::OnError(const wire::Error& error, absl::Time now) {
     tokens_refused_ = true;
   }
   if (error.fatal()) {
-    stats_.last_error = status.ToString();
     Broken(now);
+    stats_.last_error = status.ToString();  // the cloud's reason, not "connection lost"
   }
 }
 
@@ -439,6 +449,7 @@ LinkCore::Plan LinkCore::Poll(absl::Time now) {
   if (stream_open_ && (broken_ || !active_ || stream_generation_ != generation_)) {
     plan.want = Want::kDisconnect;
     plan.polite = !broken_;
+    ++stream_id_;  // retired: what its reader reports from now on is ignored
     return plan;
   }
   if (!active_) return plan;
