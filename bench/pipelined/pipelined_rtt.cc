@@ -36,6 +36,7 @@ struct Args {
   std::string codec = "int8";
   int threads = 1;
   int max_in_flight = 32;
+  bool adaptive = true;
 };
 
 double Median(std::vector<double> v) {
@@ -55,6 +56,10 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     };
     std::string v;
     int parsed = 0;
+    if (flag == "--fixed-window") {
+      a->adaptive = false;
+      continue;
+    }
     if (flag == "--model" && value(&a->model)) continue;
     if (flag == "--prompts" && value(&a->prompts)) continue;
     if (flag == "--codec" && value(&a->codec)) continue;
@@ -97,7 +102,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: tandem_pipelined_bench [--model DIR] [--prompts FILE] [--n 12] "
                  "[--prompt-tokens 24] [--tokens 32] [--repeats 3] [--rtts 0,20,60,150] "
-                 "[--codec int8] [--threads 1] [--max-in-flight 32]\n");
+                 "[--codec int8] [--threads 1] [--max-in-flight 32] [--fixed-window]\n");
     return 2;
   }
   tandem::SetComputeThreads(args.threads);
@@ -150,6 +155,7 @@ int main(int argc, char** argv) {
         options.cloud.codec = args.codec;
         options.cloud.request_timeout = absl::Seconds(10);
         options.cloud.max_in_flight = mode == "blocking" ? 0 : args.max_in_flight;
+        options.cloud.adaptive_depth = args.adaptive;
       }
       auto session = tandem::edge::EdgeSession::Create(options);
       if (!session.ok()) {
@@ -208,9 +214,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   std::printf("\n%d prompts x %d new tokens (prompts of %d tokens from %s), codec %s, "
-              "max_in_flight %d, %d compute thread(s), %d repeats, medians; time per token = "
+              "max_in_flight %d%s, %d compute thread(s), %d repeats, medians; time per token = "
               "wall time of Generate / tokens generated (time to first token included).\n",
               args.n, args.tokens, args.prompt_tokens, args.prompts.c_str(), args.codec.c_str(),
-              args.max_in_flight, args.threads, args.repeats);
+              args.max_in_flight, args.adaptive ? " (adaptive)" : " (fixed)", args.threads,
+              args.repeats);
   return 0;
 }

@@ -232,7 +232,11 @@ wire::ClientMessage LinkCore::Opened(uint64_t* stream_id) {
   stats_.bytes_up += static_cast<int64_t>(message.ByteSizeLong());
   ++stats_.connects;
   ++attempts_;
-  state_ = State::kOpening;
+  // A new sequence (nothing to resume) needs no answer before it sends: the
+  // server reads the stream in order and starts the session at 0, so rows and
+  // drafts follow the Open at once (saves a round trip per generation). A
+  // resume waits for the Ack, which says what the server still holds.
+  state_ = resume == 0 ? State::kReady : State::kOpening;
   stream_open_ = true;
   stream_id_ += 1;
   *stream_id = stream_id_;
@@ -286,6 +290,7 @@ void LinkCore::Received(uint64_t stream_id, const wire::ServerMessage& message, 
       OnToken(message.token(), now);
       break;
     case wire::ServerMessage::kAck:
+      token_resync_allowed_ = message.ack().token_resync();
       if (state_ == State::kOpening) {
         state_ = State::kReady;
         epoch_ = message.ack().epoch();
