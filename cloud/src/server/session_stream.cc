@@ -60,6 +60,8 @@ void SessionStream::SendAck(int64_t next_position) {
   ack->set_epoch(epoch_);
   ack->set_token_resync(service_->model->can_embed());
   ack->set_model_fingerprint(service_->model->fingerprint());
+  absl::StatusOr<SessionPosition> held = service_->contexts->Position(session_id_, identity_);
+  if (held.ok()) ack->set_branch(held->branch);
   outbox_->Send(std::move(message));
 }
 
@@ -72,6 +74,8 @@ void SessionStream::SendResync(int64_t next_position, uint64_t request_id,
   resync->set_request_id(request_id);
   resync->set_token_resync(service_->model->can_embed());
   resync->set_reason(reason);
+  absl::StatusOr<SessionPosition> held = service_->contexts->Position(session_id_, identity_);
+  if (held.ok()) resync->set_branch(held->branch);
   ++service_->counters.resyncs_sent;
   outbox_->Send(std::move(message));
 }
@@ -163,7 +167,10 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
                       "hidden states in a codec other than the one the session opened with");
       }
       rows = decoded->size(0);
-      status = service_->contexts->AddContext(session_id_, identity_, first, *decoded);
+      // Rows of an older speculation branch are dropped (receipt.stale).
+      status = service_->contexts
+                   ->AddContext(session_id_, identity_, first, *decoded, context.branch())
+                   .status();
       break;
     }
     case wire::Context::kTokens: {
@@ -173,8 +180,10 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
         return Refuse(absl::StatusCode::kInvalidArgument, "too many token ids in one message");
       }
       rows = ids.size();
-      status = service_->contexts->AddTokens(session_id_, identity_, first,
-                                             std::vector<int32_t>(ids.begin(), ids.end()));
+      status = service_->contexts
+                   ->AddTokens(session_id_, identity_, first,
+                               std::vector<int32_t>(ids.begin(), ids.end()), context.branch())
+                   .status();
       break;
     }
     default:
@@ -209,12 +218,38 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
   const uint64_t request_id = request.request_id();
   std::shared_ptr<Outbox> outbox = outbox_;
   ServiceContext* service = service_;
+  // The draft and the sampling override are validated by the context manager
+  // (ValidateDraft, SamplingParams::Validate): a bad one ends the stream.
+  ContinueRequest continue_request;
+  continue_request.position = request.position();
+  continue_request.row = *row;
+  continue_request.branch = request.branch();
+  if (request.has_draft()) {
+    Draft draft;
+    draft.token = request.draft().token_id();
+    draft.distribution.ids.assign(request.draft().ids().begin(), request.draft().ids().end());
+    draft.distribution.probs.assign(request.draft().probs().begin(),
+                                    request.draft().probs().end());
+    continue_request.draft = std::move(draft);
+  }
+  if (request.has_sampling()) {
+    absl::StatusOr<SamplingParams> sampling = wire::FromProto(request.sampling());
+    if (!sampling.ok()) return sampling.status();
+    continue_request.sampling = *sampling;
+  }
   absl::Status status = service_->contexts->Continue(
-      session_id_, identity_, request.position(), *row,
+      session_id_, identity_, std::move(continue_request),
       [outbox, service, request_id](absl::StatusOr<ContinueResult> result) {
+        // Cancelled: superseded by a rejection before it, of an older branch,
+        // or its session closed — nobody waits for it: no reply.
+        if (!result.ok() && absl::IsCancelled(result.status())) return;
         wire::ServerMessage message;
         if (result.ok()) {
           wire::Token* token = message.mutable_token();
+          token->set_verdict(result->verdict == Verdict::kAccepted   ? wire::VERDICT_ACCEPTED
+                             : result->verdict == Verdict::kRejected ? wire::VERDICT_REJECTED
+                                                                     : wire::VERDICT_NONE);
+          token->set_branch(result->branch);
           token->set_request_id(request_id);
           token->set_position(static_cast<uint32_t>(result->position));
           token->set_token_id(result->token);
