@@ -232,11 +232,7 @@ wire::ClientMessage LinkCore::Opened(uint64_t* stream_id) {
   stats_.bytes_up += static_cast<int64_t>(message.ByteSizeLong());
   ++stats_.connects;
   ++attempts_;
-  // A new sequence (nothing to resume) needs no answer before it sends: the
-  // server reads the stream in order and starts the session at 0, so rows and
-  // drafts follow the Open at once (saves a round trip per generation). A
-  // resume waits for the Ack, which says what the server still holds.
-  state_ = resume == 0 ? State::kReady : State::kOpening;
+  state_ = State::kOpening;
   stream_open_ = true;
   stream_id_ += 1;
   *stream_id = stream_id_;
