@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "tandem/model.h"
+#include "tandem/speculative.h"
 
 namespace tandem::cloud {
 namespace {
@@ -116,28 +117,69 @@ std::vector<at::Tensor> RunTokens(const CloudModel& model, std::vector<WorkItem>
   return rows;
 }
 
-// Samples the token after every Continue row of `item`; `logits` [K, V] holds
-// its Continue rows from `row` on.
-void Sample(WorkItem* item, const at::Tensor& logits, int64_t* row) {
+// The token after one Continue row: sampled, or its draft verified (the
+// speculative sampling rule), with the chunk's sampling override if any.
+absl::StatusOr<ContinueResult> Decide(Session* s, const Chunk& c, const at::Tensor& logits) {
+  const SamplingParams session_params = s->sampler.params();
+  if (c.sampling.has_value()) {
+    SamplingParams once = *c.sampling;
+    once.seed = session_params.seed;  // the generator stays the session's
+    s->sampler.set_params(once);
+  }
+  ContinueResult r;
+  r.position = c.first;
+  absl::Status status;
+  if (c.draft.has_value()) {
+    absl::StatusOr<TokenDistribution> p = s->sampler.Distribution(logits);
+    absl::StatusOr<DraftVerdict> verdict =
+        p.ok() ? VerifyDraft(*p, c.draft->distribution, c.draft->token, &s->sampler)
+               : absl::StatusOr<DraftVerdict>(p.status());
+    if (verdict.ok()) {
+      r.token = verdict->token;
+      // Sample()'s convention, so a Token means the same with or without a draft.
+      const float t = s->sampler.params().temperature > 0.0f ? s->sampler.params().temperature : 1.0f;
+      r.probability = at::softmax(logits.to(at::kFloat) / t, -1)[r.token].item<float>();
+      r.verdict = verdict->accepted ? Verdict::kAccepted : Verdict::kRejected;
+    } else {
+      status = verdict.status();
+    }
+  } else {
+    float probability = 0.0f;
+    absl::StatusOr<int32_t> token = s->sampler.Sample(logits, &probability);
+    if (token.ok()) {
+      r.token = *token;
+      r.probability = probability;
+    } else {
+      status = token.status();
+    }
+  }
+  s->sampler.set_params(session_params);
+  if (!status.ok()) return status;
+  return r;
+}
+
+// Decides the token after every Continue row of `item`, in order, up to the
+// first rejected draft; `logits` [K, V] holds its Continue rows from `row` on.
+void Sample(WorkItem* item, const at::Tensor& logits, int64_t row) {
   Session& s = *item->session;
   int64_t attributed = item->first_position;  // rows before this are someone's
   for (const Chunk& c : item->chunks) {
     if (!c.is_continue()) continue;
-    at::Tensor l = logits[(*row)++];
-    ContinueResult r;
-    r.position = c.first;
-    float probability = 0.0f;
-    absl::StatusOr<int32_t> token = s.sampler.Sample(l, &probability);
-    if (!token.ok()) {
-      Fail(item, token.status());
+    at::Tensor l = logits[row++];
+    absl::StatusOr<ContinueResult> r = Decide(&s, c, l);
+    if (!r.ok()) {
+      Fail(item, r.status());
       return;
     }
-    r.token = *token;
-    r.probability = probability;
-    r.rows_run = c.first + 1 - attributed;
+    r->rows_run = c.first + 1 - attributed;
     attributed = c.first + 1;
-    if (s.return_logits) r.logits = l.clone();
-    item->results.push_back(std::move(r));
+    if (s.return_logits) r->logits = l.clone();
+    const bool rejected = r->verdict == Verdict::kRejected;
+    item->results.push_back(*std::move(r));
+    if (rejected) {  // the rows after it were built on the draft
+      item->rejected_position = c.first;
+      return;
+    }
   }
 }
 
@@ -185,12 +227,8 @@ void RunAll(const CloudModel& model, std::vector<WorkItem>* items) {
   }
   int64_t row = 0;
   for (WorkItem* item : asking) {
-    const int64_t before = row;
-    Sample(item, *logits, &row);
-    if (!item->status.ok()) {  // skip the rest of its rows
-      row = before;
-      for (const Chunk& c : item->chunks) row += c.is_continue() ? 1 : 0;
-    }
+    Sample(item, *logits, row);
+    for (const Chunk& c : item->chunks) row += c.is_continue() ? 1 : 0;
   }
 }
 

@@ -24,9 +24,13 @@ struct WorkItem {
   int64_t first_position = 0;  // the session's run_end when taken
   int64_t rows = 0;            // sum of the chunks' rows
   std::deque<Chunk> chunks;    // consecutive, in position order
-  // Outputs: `status`, and when OK one result per Continue chunk, in order.
+  // Outputs: `status`, and when OK one result per Continue chunk, in order —
+  // up to and including the first rejected draft, whose row position goes to
+  // `rejected_position` (-1: none); the Continues after it are superseded and
+  // get no result.
   absl::Status status;
   std::vector<ContinueResult> results;
+  int64_t rejected_position = -1;
 };
 
 // Runs `items`; never throws. A failure confines itself to the items it

@@ -90,8 +90,11 @@ absl::StatusOr<int64_t> ContextManager::Truncate(const std::string& session_id,
   return held;
 }
 
-absl::Status ContextManager::AddContext(const std::string& session_id, const std::string& owner,
-                                        int64_t first_position, const at::Tensor& rows) {
+absl::StatusOr<ContextReceipt> ContextManager::AddContext(const std::string& session_id,
+                                                          const std::string& owner,
+                                                          int64_t first_position,
+                                                          const at::Tensor& rows,
+                                                          uint32_t branch) {
   TANDEM_ASSIGN_OR_RETURN(at::Tensor copy, CopyRows(rows, *state_->model,
                                                     limits().max_positions,
                                                     /*allow_vector=*/false, "AddContext"));
@@ -99,11 +102,20 @@ absl::Status ContextManager::AddContext(const std::string& session_id, const std
   chunk.first = first_position;
   chunk.rows = copy.size(0);
   chunk.hidden = std::move(copy);
-  return state_->table.Enqueue(session_id, owner, std::move(chunk));
+  std::vector<Delivery> none;
+  return state_->table.Enqueue(session_id, owner, branch, std::move(chunk), &none);
 }
 
-absl::Status ContextManager::AddTokens(const std::string& session_id, const std::string& owner,
-                                       int64_t first_position, const std::vector<int32_t>& ids) {
+absl::Status ContextManager::AddContext(const std::string& session_id, const std::string& owner,
+                                        int64_t first_position, const at::Tensor& rows) {
+  return AddContext(session_id, owner, first_position, rows, /*branch=*/0).status();
+}
+
+absl::StatusOr<ContextReceipt> ContextManager::AddTokens(const std::string& session_id,
+                                                         const std::string& owner,
+                                                         int64_t first_position,
+                                                         const std::vector<int32_t>& ids,
+                                                         uint32_t branch) {
   if (!state_->model->can_embed()) {
     return absl::FailedPreconditionError(
         "AddTokens: this server does not hold layers [0, S) and the embedding");
@@ -125,24 +137,54 @@ absl::Status ContextManager::AddTokens(const std::string& session_id, const std:
   chunk.first = first_position;
   chunk.rows = static_cast<int64_t>(ids.size());
   chunk.ids = ids;
-  return state_->table.Enqueue(session_id, owner, std::move(chunk));
+  std::vector<Delivery> none;
+  return state_->table.Enqueue(session_id, owner, branch, std::move(chunk), &none);
+}
+
+absl::Status ContextManager::AddTokens(const std::string& session_id, const std::string& owner,
+                                       int64_t first_position, const std::vector<int32_t>& ids) {
+  return AddTokens(session_id, owner, first_position, ids, /*branch=*/0).status();
 }
 
 absl::Status ContextManager::Continue(const std::string& session_id, const std::string& owner,
-                                      int64_t position, const at::Tensor& row,
-                                      ContinueCallback done) {
+                                      ContinueRequest request, ContinueCallback done) {
   if (!done) return absl::InvalidArgumentError("Continue: no callback");
+  const at::Tensor& row = request.row;
   if (row.defined() && row.dim() == 2 && row.size(0) != 1) {
     return absl::InvalidArgumentError("Continue: exactly one row ([1, D] or [D])");
   }
   TANDEM_ASSIGN_OR_RETURN(at::Tensor copy, CopyRows(row, *state_->model, /*max_rows=*/1,
                                                     /*allow_vector=*/true, "Continue"));
+  if (request.draft.has_value()) {
+    absl::Status valid = ValidateDraft(request.draft->distribution, request.draft->token,
+                                       state_->model->config().vocab_size);
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("Continue: ", valid.message()));
+  }
+  if (request.sampling.has_value()) {
+    absl::Status valid = request.sampling->Validate();
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("Continue: ", valid.message()));
+  }
   Chunk chunk;
-  chunk.first = position;
+  chunk.first = request.position;
   chunk.rows = 1;
   chunk.hidden = std::move(copy);
   chunk.done = std::move(done);
-  return state_->table.Enqueue(session_id, owner, std::move(chunk));
+  chunk.draft = std::move(request.draft);
+  chunk.sampling = request.sampling;
+  std::vector<Delivery> stale;
+  absl::StatusOr<ContextReceipt> receipt =
+      state_->table.Enqueue(session_id, owner, request.branch, std::move(chunk), &stale);
+  Deliver(&stale);
+  return receipt.status();
+}
+
+absl::Status ContextManager::Continue(const std::string& session_id, const std::string& owner,
+                                      int64_t position, const at::Tensor& row,
+                                      ContinueCallback done) {
+  ContinueRequest request;
+  request.position = position;
+  request.row = row;
+  return Continue(session_id, owner, std::move(request), std::move(done));
 }
 
 absl::Status ContextManager::Close(const std::string& session_id, const std::string& owner) {
@@ -159,6 +201,16 @@ bool ContextManager::Drain(absl::Time deadline) { return state_->table.Drain(dea
 absl::StatusOr<int64_t> ContextManager::Held(const std::string& session_id,
                                              const std::string& owner) const {
   return state_->table.Held(session_id, owner);
+}
+
+absl::StatusOr<SessionPosition> ContextManager::Position(const std::string& session_id,
+                                                         const std::string& owner) const {
+  return state_->table.Position(session_id, owner);
+}
+
+absl::StatusOr<std::vector<at::Tensor>> ContextManager::CacheSnapshot(
+    const std::string& session_id, const std::string& owner) const {
+  return state_->table.CacheSnapshot(session_id, owner);
 }
 
 ContextStats ContextManager::stats() const { return state_->table.stats(); }

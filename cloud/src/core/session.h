@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,8 @@ struct Chunk {
   at::Tensor hidden;          // [rows, D] in the compute dtype; undefined for token ids
   std::vector<int32_t> ids;   // the token ids when `hidden` is undefined
   ContinueCallback done;      // set for a Continue (rows == 1): wants the next token
+  std::optional<DraftToken> draft;          // a Continue's draft to verify
+  std::optional<SamplingParams> sampling;   // a Continue's sampling override
 
   bool is_tokens() const { return !hidden.defined(); }
   bool is_continue() const { return static_cast<bool>(done); }
@@ -61,6 +64,7 @@ struct Session {
   int64_t run_end = 0;              // positions in `cache`
   int64_t next_position = 0;        // positions received: run + in flight + waiting
   int64_t token_end = 0;            // positions [0, token_end) arrived as token ids
+  uint32_t branch = 0;              // speculation branch: +1 per rejected draft
   int64_t waiting_rows = 0;         // rows in `queue`
   int64_t waiting_continues = 0;    // Continue chunks in `queue`
   int64_t waiting_token_chunks = 0; // token chunks in `queue`

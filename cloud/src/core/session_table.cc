@@ -211,10 +211,33 @@ absl::StatusOr<int64_t> SessionTable::Open(const std::string& id, const std::str
   return int64_t{0};
 }
 
-absl::Status SessionTable::Enqueue(const std::string& id, const std::string& owner, Chunk chunk) {
+absl::StatusOr<ContextReceipt> SessionTable::Enqueue(const std::string& id,
+                                                     const std::string& owner, uint32_t branch,
+                                                     Chunk chunk,
+                                                     std::vector<Delivery>* cancelled) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::CancelledError("the context manager is shutting down");
   TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
+  ContextReceipt receipt;
+  if (branch < s->branch) {
+    // Built on a draft the session rejected: its positions mean nothing now.
+    receipt.stale = true;
+    receipt.session = {s->next_position, s->branch};
+    ++counters_.stale_dropped;
+    if (chunk.is_continue()) {
+      cancelled->push_back({std::move(chunk.done),
+                            absl::CancelledError(absl::StrCat(
+                                "request of speculation branch ", branch, ", session ", id,
+                                " is at branch ", s->branch))});
+    }
+    s->last_activity = absl::Now();
+    return receipt;
+  }
+  if (branch > s->branch) {
+    return absl::InvalidArgumentError(absl::StrCat("speculation branch ", branch,
+                                                   " is ahead of session ", id, "'s branch ",
+                                                   s->branch));
+  }
   if (chunk.first < s->next_position) {
     return absl::InvalidArgumentError(absl::StrCat(
         "position ", chunk.first, " is a duplicate: session ", id, " already holds positions [0, ",
@@ -272,7 +295,8 @@ absl::Status SessionTable::Enqueue(const std::string& id, const std::string& own
   Reaccount(s.get());
   s->last_activity = absl::Now();
   MarkReadyIfNeeded(s);
-  return absl::OkStatus();
+  receipt.session = {s->next_position, s->branch};
+  return receipt;
 }
 
 absl::StatusOr<int64_t> SessionTable::Truncate(const std::string& id, const std::string& owner,
@@ -342,6 +366,28 @@ absl::StatusOr<int64_t> SessionTable::Held(const std::string& id, const std::str
   absl::MutexLock lock(&mu_);
   TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
   return s->next_position;
+}
+
+absl::StatusOr<SessionPosition> SessionTable::Position(const std::string& id,
+                                                       const std::string& owner) const {
+  absl::MutexLock lock(&mu_);
+  TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
+  return SessionPosition{s->next_position, s->branch};
+}
+
+absl::StatusOr<std::vector<at::Tensor>> SessionTable::CacheSnapshot(
+    const std::string& id, const std::string& owner) const {
+  absl::MutexLock lock(&mu_);
+  TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
+  Session* raw = s.get();
+  mu_.Await(absl::Condition(+[](Session* x) { return !x->in_flight || x->dead; }, raw));
+  if (s->dead || s->cache == nullptr) return NotHeld(id);
+  std::vector<at::Tensor> out;
+  for (int64_t layer = s->cache->layer_begin(); layer < s->cache->layer_end(); ++layer) {
+    out.push_back(s->cache->keys(layer).clone());
+    out.push_back(s->cache->values(layer).clone());
+  }
+  return out;
 }
 
 int64_t SessionTable::ExpireLocked(absl::Time now) {

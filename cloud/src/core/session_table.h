@@ -48,13 +48,21 @@ class SessionTable {
   // ---- request side (ContextManager) ----
   absl::StatusOr<int64_t> Open(const std::string& id, const std::string& owner,
                                const SessionOptions& options);
-  // Queues a validated chunk (hidden rows, token ids or a Continue).
-  absl::Status Enqueue(const std::string& id, const std::string& owner, Chunk chunk);
+  // Queues a validated chunk (hidden rows, token ids or a Continue) built on
+  // speculation branch `branch`. A chunk of an older branch is dropped (a
+  // Continue's callback goes to `cancelled` with Cancelled); a newer one is
+  // InvalidArgument.
+  absl::StatusOr<ContextReceipt> Enqueue(const std::string& id, const std::string& owner,
+                                         uint32_t branch, Chunk chunk,
+                                         std::vector<Delivery>* cancelled);
   absl::StatusOr<int64_t> Truncate(const std::string& id, const std::string& owner,
                                    int64_t position, std::vector<Delivery>* aborted);
   absl::Status Close(const std::string& id, const std::string& owner,
                      std::vector<Delivery>* cancelled);
   absl::StatusOr<int64_t> Held(const std::string& id, const std::string& owner) const;
+  absl::StatusOr<SessionPosition> Position(const std::string& id, const std::string& owner) const;
+  absl::StatusOr<std::vector<at::Tensor>> CacheSnapshot(const std::string& id,
+                                                        const std::string& owner) const;
   int64_t ExpireIdle();
   bool Drain(absl::Time deadline);
   ContextStats stats() const;
@@ -93,6 +101,11 @@ class SessionTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFreePrefix(Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A draft was rejected at `position` (Complete): keeps positions [0, position],
+  // drops the session's queue (its Continues to `out`, Cancelled) and moves it
+  // to the next branch. The session is not in flight.
+  void RollBack(Session* s, int64_t position, std::vector<Delivery>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkReadyIfNeeded(const SessionPtr& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ReadyToRun(const Session& s) const;
   bool HasWorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

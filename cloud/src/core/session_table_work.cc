@@ -1,4 +1,5 @@
 // SessionTable's work side: what the Scheduler thread takes and hands back.
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -87,23 +88,59 @@ void SessionTable::Complete(std::vector<WorkItem>* items, double seconds,
     }
     s->run_end += item.rows;
     counters_.rows_run += item.rows;
+    const uint32_t branch = s->branch;
+    const bool rejected = item.rejected_position >= 0;
+    // Under the lock with the rest of the rollback, so no row of the abandoned
+    // branch can be queued between the answer and the truncation.
+    if (rejected) RollBack(s.get(), item.rejected_position, deliveries);
+    const absl::Status superseded = absl::CancelledError(absl::StrCat(
+        "superseded: the draft at position ", item.rejected_position, " was rejected"));
     size_t k = 0;
     for (Chunk& c : item.chunks) {
       if (!c.is_continue()) continue;
       if (k < item.results.size()) {
-        deliveries->push_back({std::move(c.done), std::move(item.results[k])});
+        ContinueResult& r = item.results[k];
+        r.branch = r.verdict == Verdict::kRejected ? branch + 1 : branch;
+        if (r.verdict == Verdict::kAccepted) ++counters_.drafts_accepted;
+        if (r.verdict == Verdict::kRejected) ++counters_.drafts_rejected;
+        deliveries->push_back({std::move(c.done), std::move(r)});
+        ++counters_.tokens_served;
+      } else if (rejected) {
+        deliveries->push_back({std::move(c.done), superseded});
+        ++counters_.superseded;
       } else {
         deliveries->push_back({std::move(c.done), absl::InternalError("no result was produced")});
       }
       ++k;
     }
-    counters_.tokens_served += static_cast<int64_t>(k);
     MaybeFreePrefix(s.get());
     Reaccount(s.get());
     s->last_activity = now;
     MarkReadyIfNeeded(s);
   }
   batch_running_ = false;
+}
+
+void SessionTable::RollBack(Session* s, int64_t position, std::vector<Delivery>* out) {
+  const int64_t keep = position + 1;
+  const absl::Status superseded = absl::CancelledError(
+      absl::StrCat("superseded: the draft at position ", position, " was rejected"));
+  for (Chunk& c : s->queue) {
+    if (!c.is_continue()) continue;
+    out->push_back({std::move(c.done), superseded});
+    ++counters_.superseded;
+  }
+  counters_.rows_rolled_back += std::max<int64_t>(s->run_end - keep, 0) + s->waiting_rows;
+  s->queue.clear();
+  pending_continues_ -= s->waiting_continues;
+  queued_rows_ -= s->waiting_rows;
+  s->waiting_rows = s->waiting_continues = s->waiting_token_chunks = 0;
+  s->next_position = keep;
+  s->run_end = std::min(s->run_end, keep);
+  s->token_end = std::min(s->token_end, keep);
+  s->cache->Truncate(keep);
+  if (s->prefix) s->prefix->Truncate(keep);
+  ++s->branch;
 }
 
 void SessionTable::RequestStop() {

@@ -41,6 +41,13 @@ inline constexpr int kMaxDraftEntries = 64;
 absl::Status ValidateDraft(const TokenDistribution& q, int32_t x, int64_t vocab_size,
                            int max_entries = kMaxDraftEntries);
 
+// A draft: a provisional token and the distribution it was drawn from (empty
+// for a greedy draft: one-hot at `token`).
+struct DraftToken {
+  int32_t token = 0;
+  TokenDistribution distribution;
+};
+
 // The outcome of verifying one draft token.
 struct DraftVerdict {
   int32_t token = 0;        // the token for the position: the draft if accepted

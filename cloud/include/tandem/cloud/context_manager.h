@@ -36,6 +36,22 @@
 // its queued token ids have run. From then on AddTokens is FailedPrecondition
 // until a Truncate(0).
 //
+// Speculative verification (proto Draft; docs/decisions.md): a Continue may
+// carry a draft — the edge's provisional token for position + 1, and the
+// distribution it drew it from. The token is then decided by the speculative
+// sampling rule (VerifyDraft in tandem/speculative.h) against the session's
+// distribution: accepted, or rejected and replaced by the cloud's token. Each
+// session has a branch number (0 at Open). AddContext / AddTokens / Continue
+// name the branch their rows were built on: an older branch's rows are
+// dropped silently (a Continue's callback then gets Cancelled, and counted in
+// ContextStats), a newer branch is InvalidArgument. At the first rejection at
+// position p in a session's batch, atomically: later Continues of that batch
+// are superseded (Cancelled, not sampled), the session is truncated to
+// positions [0, p] (its [S, L) cache and any [0, S) cache), every queued chunk
+// after p is dropped (its Continues Cancelled) and the branch is incremented —
+// so no row of the abandoned branch can be queued afterwards. The server puts
+// no Cancelled result on the wire: a superseded or stale Continue gets no reply.
+//
 // Errors: a request is validated when it is made (non-OK return, nothing
 // queued). If the model nevertheless fails on a session's rows, that session's
 // callbacks receive the error and the session is dropped (NotFound afterwards,
@@ -43,7 +59,8 @@
 //
 // Thread-safety: all methods may be called concurrently from any thread.
 // Callbacks run on the scheduler thread, or on the thread calling Truncate /
-// Close / ~ContextManager when those fail them; never under an internal lock,
+// Close / ~ContextManager when those fail them (and Continue for a request of
+// an older branch); never under an internal lock,
 // and they must not block. A callback may call back into the ContextManager
 // (but not destroy it).
 #ifndef TANDEM_CLOUD_CONTEXT_MANAGER_H_
@@ -52,6 +69,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +80,7 @@
 #include "absl/time/time.h"
 #include "tandem/cloud/cloud_model.h"
 #include "tandem/sampling.h"
+#include "tandem/speculative.h"
 
 namespace tandem::cloud {
 
@@ -85,11 +104,23 @@ struct ContextLimits {
   int64_t max_batch_rows = 256;
 };
 
+// What became of a Continue's draft.
+enum class Verdict {
+  kNone,      // no draft: the token was sampled freely
+  kAccepted,  // the token is the draft's
+  kRejected,  // the token replaces the draft; the session's branch was incremented
+};
+
 // What Continue produces.
 struct ContinueResult {
   int64_t position = 0;       // the row that was continued (the token goes at position + 1)
   int32_t token = 0;
-  float probability = 0.0f;   // of `token` under the sampled distribution
+  // Of `token` under the temperature-scaled softmax (before top-k / top-p;
+  // greedy: the plain softmax), with or without a draft — as Sampler::Sample
+  // reports it.
+  float probability = 0.0f;
+  Verdict verdict = Verdict::kNone;
+  uint32_t branch = 0;        // the session's branch after this answer
   int64_t rows_run = 0;       // rows of this session run in the batch (queued + 1)
   double compute_seconds = 0; // wall time of the scheduler iteration that ran it
   // The logits of `position` ([V], fp32) when SessionOptions::return_logits
@@ -97,6 +128,33 @@ struct ContinueResult {
   at::Tensor logits;
 };
 using ContinueCallback = std::function<void(absl::StatusOr<ContinueResult>)>;
+
+// A Continue: the row of `position` at S, wanting the token for position + 1.
+struct ContinueRequest {
+  int64_t position = 0;
+  at::Tensor row;                     // [1, D] or [D], any float dtype; copied
+  uint32_t branch = 0;                // the branch the row was built on
+  // Set: verify this provisional token for position + 1, drawn from its
+  // distribution (at most kMaxDraftEntries entries, see ValidateDraft; empty
+  // = a greedy draft), instead of sampling freely; the result's verdict says
+  // which happened.
+  std::optional<DraftToken> draft;
+  // Set: the parameters for this token only (validated; the seed is ignored —
+  // the generator stays the session's). Unset: the session's.
+  std::optional<SamplingParams> sampling;
+};
+
+// Where a session stands: what the server reports in Ack / ResyncRequired.
+struct SessionPosition {
+  int64_t held = 0;       // positions received (run or queued): the next expected
+  uint32_t branch = 0;    // the speculation branch
+};
+
+// What AddContext / AddTokens did with the rows.
+struct ContextReceipt {
+  bool stale = false;         // built on an older branch: dropped, nothing queued
+  SessionPosition session;    // the session after the call
+};
 
 struct SessionOptions {
   SamplingParams sampling;
@@ -120,6 +178,11 @@ struct ContextStats {
   int64_t rows_received = 0;      // context rows accepted (hidden or token; not Continue rows)
   int64_t rows_run = 0;           // rows run through [S, L)
   int64_t tokens_served = 0;      // Continue results delivered
+  int64_t drafts_accepted = 0;    // Continues whose draft was accepted
+  int64_t drafts_rejected = 0;    // ... rejected (each one a rollback)
+  int64_t stale_dropped = 0;      // chunks (context or Continue) of an older branch, dropped
+  int64_t superseded = 0;         // Continues cancelled by a rejection before them
+  int64_t rows_rolled_back = 0;   // rows run or queued, discarded by a rejection
   int64_t batches = 0;            // scheduler iterations that ran the model
   double compute_seconds = 0.0;   // scheduler time inside the model
 };
@@ -148,7 +211,8 @@ class ContextManager {
   // resyncs from there). Returns the positions now held. Queued rows past it
   // are dropped. Fails pending Continues of the session with Aborted (their
   // rows before `position` stay as context). If the scheduler is running the
-  // session's work, waits for that batch to finish first.
+  // session's work, waits for that batch to finish first. The speculation
+  // branch is unchanged.
   absl::StatusOr<int64_t> Truncate(const std::string& session_id, const std::string& owner,
                                    int64_t position);
 
@@ -159,11 +223,20 @@ class ContextManager {
   // session is gone.
   absl::Status AddContext(const std::string& session_id, const std::string& owner,
                           int64_t first_position, const at::Tensor& rows);
+  // The same, for rows built on speculation branch `branch`: rows of an older
+  // branch are dropped (OK, receipt.stale; validated first all the same), a
+  // newer branch is InvalidArgument. The 4-argument form is branch 0.
+  absl::StatusOr<ContextReceipt> AddContext(const std::string& session_id,
+                                            const std::string& owner, int64_t first_position,
+                                            const at::Tensor& rows, uint32_t branch);
 
   // Same with token ids: the cloud computes their rows through [0, S) itself
   // (token-id resync). FailedPrecondition when the model cannot (no [0, S)).
   absl::Status AddTokens(const std::string& session_id, const std::string& owner,
                          int64_t first_position, const std::vector<int32_t>& ids);
+  absl::StatusOr<ContextReceipt> AddTokens(const std::string& session_id,
+                                           const std::string& owner, int64_t first_position,
+                                           const std::vector<int32_t>& ids, uint32_t branch);
 
   // Asks for the token after `position`, whose row at S is `row` ([1, D] or
   // [D]). `position` must equal the next expected position (every earlier row
@@ -171,6 +244,15 @@ class ContextManager {
   // `done` will not be called.
   absl::Status Continue(const std::string& session_id, const std::string& owner,
                         int64_t position, const at::Tensor& row, ContinueCallback done);
+  // The general form (the one above is branch 0, no draft, the session's
+  // sampling). A draft is checked with ValidateDraft and the sampling override
+  // with SamplingParams::Validate (InvalidArgument). A request of an older
+  // branch is not queued: it returns OK and `done` gets Cancelled on the
+  // calling thread before Continue returns; a newer branch is InvalidArgument.
+  // A Continue queued on the branch that a rejection before it abandons gets
+  // Cancelled on the scheduler thread.
+  absl::Status Continue(const std::string& session_id, const std::string& owner,
+                        ContinueRequest request, ContinueCallback done);
 
   // Drops the session (its pending Continues fail with Cancelled).
   absl::Status Close(const std::string& session_id, const std::string& owner);
@@ -185,6 +267,16 @@ class ContextManager {
   // Positions held by a session (received: run or queued, i.e. the next
   // position it expects), or NotFound / PermissionDenied.
   absl::StatusOr<int64_t> Held(const std::string& session_id, const std::string& owner) const;
+  // Held() and the session's speculation branch, read together.
+  absl::StatusOr<SessionPosition> Position(const std::string& session_id,
+                                           const std::string& owner) const;
+
+  // A copy of the session's [S, L) KV cache, for tests and diagnostics: for
+  // each layer S .. L-1 its keys then its values, each [kv_heads, length,
+  // head_dim] in the compute dtype. Waits for a running batch of the session,
+  // like Truncate. NotFound / PermissionDenied as Held.
+  absl::StatusOr<std::vector<at::Tensor>> CacheSnapshot(const std::string& session_id,
+                                                        const std::string& owner) const;
 
   ContextStats stats() const;
   const CloudModel& model() const;
