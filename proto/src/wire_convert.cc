@@ -1,5 +1,6 @@
 #include "wire_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -56,6 +57,27 @@ absl::StatusOr<SamplingParams> FromProto(const Sampling& sampling) {
   absl::Status valid = params.Validate();
   if (!valid.ok()) return valid;
   return params;
+}
+
+void ToProto(const DraftToken& draft, Draft* out) {
+  out->set_token_id(draft.token);
+  out->mutable_ids()->Assign(draft.distribution.ids.begin(), draft.distribution.ids.end());
+  out->mutable_probs()->Assign(draft.distribution.probs.begin(), draft.distribution.probs.end());
+}
+
+absl::StatusOr<DraftToken> FromProto(const Draft& draft, int64_t vocab_size) {
+  if (draft.ids_size() > kMaxDraftEntries || draft.probs_size() > kMaxDraftEntries) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "draft distribution has ", std::max(draft.ids_size(), draft.probs_size()),
+        " entries, at most ", kMaxDraftEntries, " are allowed"));
+  }
+  DraftToken out;
+  out.token = draft.token_id();
+  out.distribution.ids.assign(draft.ids().begin(), draft.ids().end());
+  out.distribution.probs.assign(draft.probs().begin(), draft.probs().end());
+  absl::Status valid = ValidateDraft(out.distribution, out.token, vocab_size);
+  if (!valid.ok()) return valid;
+  return out;
 }
 
 absl::Status EncodeRows(const at::Tensor& rows, const CodecSpec& spec, EncodedHidden* out) {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "tandem/codec.h"
 #include "tandem/sampling.h"
+#include "tandem/speculative.h"
 #include "tandem/wire/tandem.pb.h"
 
 namespace tandem::wire {
@@ -25,6 +26,13 @@ absl::StatusOr<CodecSpec> FromProto(const Codec& codec);
 void ToProto(const SamplingParams& params, Sampling* out);
 // InvalidArgument when the params do not validate.
 absl::StatusOr<SamplingParams> FromProto(const Sampling& sampling);
+
+// A Continue's draft (speculative verification).
+void ToProto(const DraftToken& draft, Draft* out);
+// InvalidArgument unless the draft passes ValidateDraft against `vocab_size`
+// (tandem/speculative.h); a draft with more than kMaxDraftEntries entries is
+// refused before anything is copied.
+absl::StatusOr<DraftToken> FromProto(const Draft& draft, int64_t vocab_size);
 
 // Encodes rows ([N, D] float tensor, any float dtype) into `out`.
 absl::Status EncodeRows(const at::Tensor& rows, const CodecSpec& spec, EncodedHidden* out);

@@ -15,41 +15,12 @@
 #include <gtest/gtest.h>
 
 #include "loopback.h"
+#include "raw_client.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
 namespace tandem::e2e {
 namespace {
-
-using Stream = grpc::ClientReaderWriter<wire::ClientMessage, wire::ServerMessage>;
-
-// A raw protocol client: writes what the test says, reads what comes back.
-class RawClient {
- public:
-  RawClient(const std::string& address, const std::string& api_key = "") {
-    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-    stub_ = wire::Continuation::NewStub(channel_);
-    if (!api_key.empty()) context_.AddMetadata("authorization", "Bearer " + api_key);
-    stream_ = stub_->Session(&context_);
-  }
-  bool Send(const wire::ClientMessage& m) { return stream_->Write(m); }
-  bool Read(wire::ServerMessage* m) { return stream_->Read(m); }
-  // Reads until the stream ends; returns the final status and the last Error seen.
-  grpc::Status Finish(wire::Error* last_error = nullptr) {
-    stream_->WritesDone();
-    wire::ServerMessage m;
-    while (stream_->Read(&m)) {
-      if (m.has_error() && last_error != nullptr) *last_error = m.error();
-    }
-    return stream_->Finish();
-  }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<wire::Continuation::Stub> stub_;
-  grpc::ClientContext context_;
-  std::unique_ptr<Stream> stream_;
-};
 
 wire::ClientMessage GoodOpen(const std::string& session_id) {
   wire::ClientMessage m;

@@ -27,6 +27,15 @@ absl::Status Refuse(absl::StatusCode code, absl::string_view message) {
   return absl::Status(code, message);
 }
 
+wire::Verdict ToWire(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kAccepted: return wire::VERDICT_ACCEPTED;
+    case Verdict::kRejected: return wire::VERDICT_REJECTED;
+    case Verdict::kNone: break;
+  }
+  return wire::VERDICT_NONE;
+}
+
 }  // namespace
 
 SessionStream::SessionStream(ServiceContext* service, ServerStream* stream, std::string identity)
@@ -53,22 +62,28 @@ void SessionStream::SendError(const absl::Status& status, uint64_t request_id, b
   outbox_->Send(std::move(message));
 }
 
-void SessionStream::SendAck(int64_t next_position) {
+absl::StatusOr<SessionPosition> SessionStream::Position() const {
+  return service_->contexts->Position(session_id_, identity_);
+}
+
+void SessionStream::SendAck(const SessionPosition& at) {
   wire::ServerMessage message;
   wire::Ack* ack = message.mutable_ack();
-  ack->set_next_position(static_cast<uint32_t>(next_position));
+  ack->set_next_position(static_cast<uint32_t>(at.held));
+  ack->set_branch(at.branch);
   ack->set_epoch(epoch_);
   ack->set_token_resync(service_->model->can_embed());
   ack->set_model_fingerprint(service_->model->fingerprint());
   outbox_->Send(std::move(message));
 }
 
-void SessionStream::SendResync(int64_t next_position, uint64_t request_id,
+void SessionStream::SendResync(const SessionPosition& at, uint64_t request_id,
                                const std::string& reason) {
   wire::ServerMessage message;
   wire::ResyncRequired* resync = message.mutable_resync();
   resync->set_epoch(epoch_);
-  resync->set_next_position(static_cast<uint32_t>(next_position));
+  resync->set_next_position(static_cast<uint32_t>(at.held));
+  resync->set_branch(at.branch);
   resync->set_request_id(request_id);
   resync->set_token_resync(service_->model->can_embed());
   resync->set_reason(reason);
@@ -80,12 +95,14 @@ absl::Status SessionStream::Resync(uint64_t request_id, const std::string& reaso
   absl::StatusOr<int64_t> held =
       service_->contexts->Open(session_id_, identity_, session_options_);
   if (!held.ok()) return held.status();
+  absl::StatusOr<SessionPosition> at = Position();
+  if (!at.ok()) return at.status();
   ++epoch_;
   service_->log.Info("resync", {{"session", session_id_},
                                 {"epoch", static_cast<int64_t>(epoch_)},
                                 {"next_position", *held},
                                 {"reason", reason}});
-  SendResync(*held, request_id, reason);
+  SendResync(*at, request_id, reason);
   return absl::OkStatus();
 }
 
@@ -134,7 +151,9 @@ absl::Status SessionStream::HandleOpen(const wire::Open& open) {
   if (resume == 0 || *held >= resume) {
     absl::StatusOr<int64_t> now = service_->contexts->Truncate(session_id_, identity_, resume);
     if (!now.ok()) return now.status();
-    SendAck(*now);
+    absl::StatusOr<SessionPosition> at = Position();
+    if (!at.ok()) return at.status();
+    SendAck(*at);
     return absl::OkStatus();
   }
   return Resync(0, absl::StrCat("the server holds ", *held, " of ", resume, " positions"));
@@ -149,8 +168,7 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
                                epoch_));
   }
   const int64_t first = context.first_position();
-  absl::Status status;
-  int64_t rows = 0;
+  absl::StatusOr<ContextReceipt> receipt = absl::InternalError("no payload");
   switch (context.payload_case()) {
     case wire::Context::kHidden: {
       absl::StatusOr<at::Tensor> decoded =
@@ -162,8 +180,8 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
         return Refuse(absl::StatusCode::kInvalidArgument,
                       "hidden states in a codec other than the one the session opened with");
       }
-      rows = decoded->size(0);
-      status = service_->contexts->AddContext(session_id_, identity_, first, *decoded);
+      receipt = service_->contexts->AddContext(session_id_, identity_, first, *decoded,
+                                               context.branch());
       break;
     }
     case wire::Context::kTokens: {
@@ -172,17 +190,20 @@ absl::Status SessionStream::HandleContext(const wire::Context& context) {
       if (ids.size() > service_->options.max_rows_per_message) {
         return Refuse(absl::StatusCode::kInvalidArgument, "too many token ids in one message");
       }
-      rows = ids.size();
-      status = service_->contexts->AddTokens(session_id_, identity_, first,
-                                             std::vector<int32_t>(ids.begin(), ids.end()));
+      receipt = service_->contexts->AddTokens(session_id_, identity_, first,
+                                              std::vector<int32_t>(ids.begin(), ids.end()),
+                                              context.branch());
       break;
     }
     default:
       return Refuse(absl::StatusCode::kInvalidArgument, "Context without a payload");
   }
-  if (absl::IsNotFound(status)) return Resync(0, "the session is no longer held (evicted or expired)");
-  if (!status.ok()) return status;
-  SendAck(first + rows);
+  if (absl::IsNotFound(receipt.status())) {
+    return Resync(0, "the session is no longer held (evicted or expired)");
+  }
+  if (!receipt.ok()) return receipt.status();
+  if (receipt->stale) return absl::OkStatus();  // built on a rejected draft: no reply
+  SendAck(receipt->session);
   return absl::OkStatus();
 }
 
@@ -198,20 +219,38 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
   }
   if (request.epoch() < epoch_) {
     // Sent before the edge saw the resync: tell it again so it does not wait.
-    absl::StatusOr<int64_t> held = service_->contexts->Held(session_id_, identity_);
-    if (!held.ok()) return Resync(request.request_id(), "the session is no longer held");
-    SendResync(*held, request.request_id(), "request from an earlier epoch");
+    absl::StatusOr<SessionPosition> at = Position();
+    if (!at.ok()) return Resync(request.request_id(), "the session is no longer held");
+    SendResync(*at, request.request_id(), "request from an earlier epoch");
     return absl::OkStatus();
   }
   absl::StatusOr<at::Tensor> row =
       wire::DecodeRows(request.hidden(), service_->model->hidden_size(), /*max_rows=*/1);
   if (!row.ok()) return row.status();
+  ContinueRequest continue_request;
+  continue_request.position = request.position();
+  continue_request.row = *std::move(row);
+  continue_request.branch = request.branch();
+  if (request.has_draft()) {
+    absl::StatusOr<DraftToken> draft =
+        wire::FromProto(request.draft(), service_->model->config().vocab_size);
+    if (!draft.ok()) return draft.status();
+    continue_request.draft = *std::move(draft);
+  }
+  if (request.has_sampling()) {
+    absl::StatusOr<SamplingParams> sampling = wire::FromProto(request.sampling());
+    if (!sampling.ok()) return sampling.status();
+    continue_request.sampling = *sampling;
+  }
   const uint64_t request_id = request.request_id();
   std::shared_ptr<Outbox> outbox = outbox_;
   ServiceContext* service = service_;
   absl::Status status = service_->contexts->Continue(
-      session_id_, identity_, request.position(), *row,
+      session_id_, identity_, std::move(continue_request),
       [outbox, service, request_id](absl::StatusOr<ContinueResult> result) {
+        // Cancelled: superseded by a rejected draft, of an abandoned branch, or
+        // the session closed / the server stopping — nobody waits for it.
+        if (absl::IsCancelled(result.status())) return;
         wire::ServerMessage message;
         if (result.ok()) {
           wire::Token* token = message.mutable_token();
@@ -220,6 +259,8 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
           token->set_token_id(result->token);
           token->set_probability(result->probability);
           token->set_compute_ms(static_cast<float>(result->compute_seconds * 1e3));
+          token->set_verdict(ToWire(result->verdict));
+          token->set_branch(result->branch);
           ++service->counters.tokens_sent;
         } else {
           wire::Error* error = message.mutable_error();

@@ -41,9 +41,11 @@ class SessionStream {
   // tell the edge where to replay from.
   absl::Status Resync(uint64_t request_id, const std::string& reason);
   // Tells the edge to replay from `next_position` in the current epoch.
-  void SendResync(int64_t next_position, uint64_t request_id, const std::string& reason);
+  void SendResync(const SessionPosition& at, uint64_t request_id, const std::string& reason);
   void SendError(const absl::Status& status, uint64_t request_id, bool fatal);
-  void SendAck(int64_t next_position);
+  void SendAck(const SessionPosition& at);
+  // Where the session stands (held positions and speculation branch).
+  absl::StatusOr<SessionPosition> Position() const;
 
   ServiceContext* service_;
   ServerStream* stream_;
