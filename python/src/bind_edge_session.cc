@@ -17,6 +17,8 @@
 #include "numpy_convert.h"
 #include "py_callbacks.h"
 #include "tandem/edge/edge_session.h"
+#include "tandem/thread_pool.h"
+#include "tandem/weight_format.h"
 
 namespace py = pybind11;
 
@@ -25,8 +27,8 @@ namespace {
 
 class PyEdgeSession {
  public:
-  explicit PyEdgeSession(std::unique_ptr<edge::EdgeSession> session)
-      : session_(std::move(session)) {}
+  PyEdgeSession(std::unique_ptr<ThreadPool> pool, std::unique_ptr<edge::EdgeSession> session)
+      : pool_(std::move(pool)), session_(std::move(session)) {}
 
   edge::EdgeSession& get() const {
     if (!session_) throw std::runtime_error("FailedPrecondition: the session is closed");
@@ -35,11 +37,16 @@ class PyEdgeSession {
   // Frees the model and cache now instead of at garbage collection.
   void Close() {
     std::unique_ptr<edge::EdgeSession> s = std::move(session_);
+    std::unique_ptr<ThreadPool> p = std::move(pool_);
     py::gil_scoped_release release;
-    s.reset();
+    s.reset();  // before the pool it borrows
+    p.reset();
   }
 
  private:
+  // The decode path's threads (weights= given), borrowed by the session:
+  // declared first so it is destroyed last.
+  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<edge::EdgeSession> session_;
 };
 
@@ -72,8 +79,9 @@ edge::EdgeOptions MakeOptions(const std::string& model_dir, std::optional<int64_
                               const std::map<int64_t, double>& thresholds,
                               std::optional<std::string> measure, const py::object& cloud,
                               const std::string& fallback, int threads, int64_t max_context,
-                              bool allow_fresh_heads) {
+                              bool allow_fresh_heads, const std::optional<std::string>& weights) {
   edge::EdgeOptions o;
+  if (weights) o.weights = ValueOrThrow(ParseWeightFormat(*weights));
   o.model_dir = model_dir;
   if (split) {
     if (*split <= 0) throw py::value_error("split must be > 0 (None = exits.json's)");
@@ -110,10 +118,18 @@ std::unique_ptr<PyEdgeSession> Create(const std::string& model_dir, std::optiona
                                       const py::object& thresholds,
                                       std::optional<std::string> measure, const py::object& cloud,
                                       const std::string& fallback, int threads,
-                                      int64_t max_context, bool allow_fresh_heads) {
+                                      int64_t max_context, bool allow_fresh_heads,
+                                      const std::optional<std::string>& weights,
+                                      int decode_threads) {
   const ThresholdArg t = ParseThresholds(thresholds);
   edge::EdgeOptions o = MakeOptions(model_dir, split, exits, t.by_layer, measure, cloud, fallback,
-                                    threads, max_context, allow_fresh_heads);
+                                    threads, max_context, allow_fresh_heads, weights);
+  if (decode_threads < 1) throw py::value_error("decode_threads must be >= 1");
+  std::unique_ptr<ThreadPool> pool;
+  if (o.weights && decode_threads > 1) {
+    pool = std::make_unique<ThreadPool>(decode_threads);
+    o.thread_pool = pool.get();
+  }
   absl::StatusOr<std::unique_ptr<edge::EdgeSession>> s;
   {
     py::gil_scoped_release release;
@@ -128,7 +144,7 @@ std::unique_ptr<PyEdgeSession> Create(const std::string& model_dir, std::optiona
       s = edge::EdgeSession::Create(o);
     }
   }
-  return std::make_unique<PyEdgeSession>(ValueOrThrow(std::move(s)));
+  return std::make_unique<PyEdgeSession>(std::move(pool), ValueOrThrow(std::move(s)));
 }
 
 GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t max_new_tokens,
@@ -213,6 +229,12 @@ Args:
   threads: intra-op threads, set PROCESS-WIDE (0 = leave as is).
   max_context: KV positions (0 = the model's max_position_embeddings).
   allow_fresh_heads: without trained heads, start untrained ones (give thresholds).
+  weights: None = libtorch (the fp32 reference); 'fp32', 'fp16', 'bf16', 'int8'
+    or 'int4' = the SIMD decode path with weights converted to that format at
+    load (fp32 agrees with libtorch within 1e-4; fewer bytes decode faster where
+    memory bandwidth limits; int4 agrees measurably less).
+  decode_threads: threads of the decode path (weights given), the calling one
+    included; the session owns them.
 
 Raises ValueError (bad split, exits, measure, thresholds), LookupError
 (tandem.NotFoundError: no checkpoint, tokenizer or exit heads), RuntimeError.
@@ -224,7 +246,8 @@ released while generating, so other Python threads run.)doc")
            py::arg("exits") = py::none(), py::arg("thresholds") = py::none(),
            py::arg("measure") = py::none(), py::arg("cloud") = py::none(),
            py::arg("fallback") = "deepest", py::arg("threads") = 0, py::arg("max_context") = 0,
-           py::arg("allow_fresh_heads") = false)
+           py::arg("allow_fresh_heads") = false, py::arg("weights") = py::none(),
+           py::arg("decode_threads") = 1)
       .def("generate", &Generate, py::arg("prompt"), py::arg("max_new_tokens") = 64,
            py::arg("temperature") = 0.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f,
            py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("stop_at_eos") = true,

@@ -152,7 +152,8 @@ class EdgeSession:
                  thresholds: Union[None, float, Dict[int, float]] = None,
                  measure: Optional[str] = None, cloud: Union[None, str, CloudOptions] = None,
                  fallback: str = "deepest", threads: int = 0, max_context: int = 0,
-                 allow_fresh_heads: bool = False) -> None: ...
+                 allow_fresh_heads: bool = False, weights: Optional[str] = None,
+                 decode_threads: int = 1) -> None: ...
     def generate(self, prompt: Union[str, Sequence[int]], max_new_tokens: int = 64,
                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                  stop: Union[None, str, Sequence[str]] = None, stop_at_eos: bool = True,

@@ -76,11 +76,18 @@ TEST(TeacherForced, WindowsAndStatisticsMatchPerWindowForwardPasses) {
                     progress.push_back(p);
                     return true;
                   },
-                  [&](const internal::TeacherForcedBatch& b) {
-                    ASSERT_EQ(b.exits.size(), 2u);
-                    exit_tokens.push_back(b.exits[0].token);
-                    full_nll.push_back(b.full.nll);
+                  [&](const internal::TeacherForcedBatch& b) -> absl::Status {
+                    EXPECT_EQ(b.exit_hidden.size(), 2u);
+                    auto exit1 = internal::SummarizeRows(*f.model, f.heads.get(), 1,
+                                                         b.exit_hidden[0], b.targets);
+                    auto full = internal::SummarizeRows(*f.model, nullptr, internal::kFinalHead,
+                                                        b.final_hidden, b.targets);
+                    if (!exit1.ok()) return exit1.status();
+                    if (!full.ok()) return full.status();
+                    exit_tokens.push_back(exit1->token);
+                    full_nll.push_back(full->nll);
                     targets.push_back(b.targets);
+                    return absl::OkStatus();
                   })
                   .ok());
   at::Tensor got_tokens = at::cat(exit_tokens), got_nll = at::cat(full_nll),
@@ -104,6 +111,42 @@ TEST(TeacherForced, WindowsAndStatisticsMatchPerWindowForwardPasses) {
   EXPECT_EQ(progress.back().done, 5 * seq_len);
   EXPECT_EQ(progress.back().total, 5 * seq_len);
   for (size_t i = 1; i < progress.size(); ++i) EXPECT_GT(progress[i].done, progress[i - 1].done);
+}
+
+TEST(EvaluateThresholds, SameAsTheCascadeOnEveryRow) {
+  // EvaluateThresholds runs heads on subsets of rows; the answer must be the
+  // one from every head on every row.
+  at::InferenceMode guard;
+  Fixture f = Make();
+  const std::vector<int32_t> tokens = Text(33 * 12, 97);
+  CalibrationOptions o;
+  o.seq_len = 32;
+  o.target_agreement = 0.8;
+  auto cal = Calibrate(*f.model, *f.heads, tokens, o);
+  ASSERT_TRUE(cal.ok()) << cal.status();
+  for (const MeasureCalibration& m : cal->measures) {
+    ExitThresholds t;
+    t.measure = m.measure;
+    t.by_layer = m.thresholds;
+    auto r = EvaluateThresholds(*f.model, *f.heads, t, tokens, 32);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->tokens, cal->tokens);
+    // Thresholds are some token's exact confidence, and a head run on fewer
+    // rows may round that token's logits differently (one row takes the
+    // matrix-vector path): allow one token either way per exit.
+    const double tol = 2.0 / r->tokens;
+    EXPECT_NEAR(r->coverage, m.coverage, tol) << ConfidenceMeasureName(m.measure);
+    EXPECT_NEAR(r->agreement, m.agreement, tol) << ConfidenceMeasureName(m.measure);
+    for (const auto& [layer, share] : m.exit_share) {
+      EXPECT_NEAR(r->exit_share.at(layer), share, tol);
+    }
+  }
+  ExitThresholds none;
+  none.by_layer = {{1, 2.0}, {2, 2.0}};  // no max_prob reaches 2: nothing leaves
+  auto r = EvaluateThresholds(*f.model, *f.heads, none, tokens, 32);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->coverage, 0.0);
+  EXPECT_EQ(r->agreement, 1.0);
 }
 
 TEST(TeacherForced, ProgressFalseCancelsAndBadInputIsRefused) {

@@ -198,3 +198,23 @@ def test_one_generate_at_a_time(session):
     finally:
         release.set()
         worker.join(60)
+
+
+def test_decode_path_weights(model_dir):
+    with tandem.EdgeSession(model_dir) as reference:
+        want = reference.generate(PROMPT, max_new_tokens=16, stop_at_eos=False)
+    # fp32 on the SIMD decode path agrees with libtorch within 1e-4: the same
+    # greedy tokens, decided at the same exits.
+    with tandem.EdgeSession(model_dir, weights="fp32") as fast:
+        got = fast.generate(PROMPT, max_new_tokens=16, stop_at_eos=False)
+    assert got.ids == want.ids
+    assert [(t.decided_by, t.layer) for t in got.tokens] == \
+        [(t.decided_by, t.layer) for t in want.tokens]
+    with tandem.EdgeSession(model_dir, weights="int8", decode_threads=2) as int8:
+        r = int8.generate(PROMPT, max_new_tokens=16, stop_at_eos=False)
+        assert r.stats.generated_tokens == len(r.tokens) == 16
+        assert sum(r.stats.exit_tokens.values()) + sum(r.stats.fallback_tokens.values()) == 16
+    with pytest.raises(ValueError):
+        tandem.EdgeSession(model_dir, weights="int3")
+    with pytest.raises(ValueError):
+        tandem.EdgeSession(model_dir, weights="int8", decode_threads=0)

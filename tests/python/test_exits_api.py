@@ -48,8 +48,10 @@ def test_calibrate_meets_its_target_and_applies(model_dir, test_slice, tmp_path)
     # The chosen thresholds, measured again as the edge would apply them.
     again = tandem.evaluate_thresholds(model_dir, test_slice, best.thresholds,
                                        measure=best.measure, max_tokens=2048)
-    assert again.coverage == pytest.approx(best.coverage, abs=1e-9)
-    assert again.agreement == pytest.approx(best.agreement, abs=1e-9)
+    # (Up to a token per exit: a threshold is some token's exact confidence,
+    # and evaluate_thresholds runs a head only on the rows that reach it.)
+    assert again.coverage == pytest.approx(best.coverage, abs=2 / 2048)
+    assert again.agreement == pytest.approx(best.agreement, abs=2 / 2048)
     # write=True stores them where EdgeSession finds them.
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)

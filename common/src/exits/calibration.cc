@@ -18,7 +18,9 @@ namespace tandem {
 namespace {
 
 using internal::HeadRows;
+using internal::kFinalHead;
 using internal::RunTeacherForced;
+using internal::SummarizeRows;
 using internal::TeacherForcedBatch;
 
 constexpr ConfidenceMeasure kMeasures[] = {ConfidenceMeasure::kMaxProb, ConfidenceMeasure::kMargin,
@@ -149,10 +151,14 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const Ex
   double unigram = 0.0;
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, heads, exits, tokens, seq_len, max_tokens, on_progress,
-      [&](const TeacherForcedBatch& b) {
-        full += b.full.nll.sum(at::kDouble).item<double>();
-        for (size_t i = 0; i < b.exits.size(); ++i) {
-          per_exit[i] += b.exits[i].nll.sum(at::kDouble).item<double>();
+      [&](const TeacherForcedBatch& b) -> absl::Status {
+        TANDEM_ASSIGN_OR_RETURN(HeadRows f,
+                                SummarizeRows(model, heads, kFinalHead, b.final_hidden, b.targets));
+        full += f.nll.sum(at::kDouble).item<double>();
+        for (size_t i = 0; i < exits.size(); ++i) {
+          TANDEM_ASSIGN_OR_RETURN(HeadRows e,
+                                  SummarizeRows(model, heads, exits[i], b.exit_hidden[i], b.targets));
+          per_exit[i] += e.nll.sum(at::kDouble).item<double>();
         }
         const int64_t n = b.targets.size(0);
         if (!log_prob.empty()) {
@@ -160,6 +166,7 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const Ex
           for (int64_t i = 0; i < n; ++i) unigram -= log_prob[t[i]];
         }
         r.tokens += n;
+        return absl::OkStatus();
       }));
   r.full_nll = full / r.tokens;
   for (size_t i = 0; i < exits.size(); ++i) r.exit_nll[exits[i]] = per_exit[i] / r.tokens;
@@ -185,15 +192,20 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
   std::vector<std::vector<std::vector<float>>> conf(kNumMeasures, std::vector<std::vector<float>>(k));
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, &heads, exits, tokens, o.seq_len, o.max_tokens, o.on_progress,
-      [&](const TeacherForcedBatch& b) {
+      [&](const TeacherForcedBatch& b) -> absl::Status {
+        TANDEM_ASSIGN_OR_RETURN(HeadRows full,
+                                SummarizeRows(model, &heads, kFinalHead, b.final_hidden, b.targets));
         for (size_t i = 0; i < k; ++i) {
-          Append<uint8_t>(agree[i], b.exits[i].token.eq(b.full.token).to(at::kByte));
+          TANDEM_ASSIGN_OR_RETURN(HeadRows e,
+                                  SummarizeRows(model, &heads, exits[i], b.exit_hidden[i], b.targets));
+          Append<uint8_t>(agree[i], e.token.eq(full.token).to(at::kByte));
           for (size_t m = 0; m < kNumMeasures; ++m) {
             // NaN never passes a threshold; -inf behaves the same and sorts.
-            Append<float>(conf[m][i], at::nan_to_num(b.exits[i].confidence(kMeasures[m]),
+            Append<float>(conf[m][i], at::nan_to_num(e.confidence(kMeasures[m]),
                                                      -std::numeric_limits<float>::infinity()));
           }
         }
+        return absl::OkStatus();
       }));
   CalibrationResult result;
   result.target_agreement = o.target_agreement;
@@ -297,17 +309,34 @@ absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const
   int64_t wrong = 0;
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, &heads, exits, tokens, seq_len, max_tokens, on_progress,
-      [&](const TeacherForcedBatch& b) {
+      [&](const TeacherForcedBatch& b) -> absl::Status {
+        // Each head runs only on the rows that reach it, and the full model
+        // only on the rows some exit took (the rest are its own tokens): on
+        // the shipped model about 2 LM-head products a token instead of 3.
         const int64_t n = b.targets.size(0);
-        at::Tensor taken = at::zeros({n}, at::kBool);
-        for (size_t i = 0; i < exits.size(); ++i) {
-          const HeadRows& e = b.exits[i];
-          at::Tensor leaves = (e.confidence(thresholds.measure) >= thr[i]).logical_and(taken.logical_not());
-          decided[i] += leaves.sum().item<int64_t>();
-          wrong += leaves.logical_and(e.token != b.full.token).sum().item<int64_t>();
-          taken = taken.logical_or(leaves);
+        at::Tensor remaining = at::arange(n, at::kLong);  // rows no exit took yet
+        std::vector<at::Tensor> taken_rows, taken_tokens;
+        for (size_t i = 0; i < exits.size() && remaining.numel() > 0; ++i) {
+          TANDEM_ASSIGN_OR_RETURN(
+              HeadRows e, SummarizeRows(model, &heads, exits[i],
+                                        b.exit_hidden[i].index_select(0, remaining),
+                                        b.targets.index_select(0, remaining)));
+          const at::Tensor leaves = e.confidence(thresholds.measure) >= thr[i];
+          taken_rows.push_back(remaining.masked_select(leaves));
+          taken_tokens.push_back(e.token.masked_select(leaves));
+          decided[i] += taken_rows.back().numel();
+          remaining = remaining.masked_select(leaves.logical_not());
+        }
+        if (!taken_rows.empty()) {
+          const at::Tensor rows = at::cat(taken_rows);
+          TANDEM_ASSIGN_OR_RETURN(HeadRows full,
+                                  SummarizeRows(model, &heads, kFinalHead,
+                                                b.final_hidden.index_select(0, rows),
+                                                b.targets.index_select(0, rows)));
+          wrong += full.token.ne(at::cat(taken_tokens)).sum().item<int64_t>();
         }
         r.tokens += n;
+        return absl::OkStatus();
       }));
   int64_t covered = 0;
   for (size_t i = 0; i < exits.size(); ++i) {

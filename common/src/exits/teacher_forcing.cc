@@ -56,21 +56,6 @@ void SummarizeBlock(const at::Tensor& logits, const at::Tensor& targets, HeadRow
 
 int64_t WindowsPerBatch(int64_t seq_len) { return std::max<int64_t>(1, kBatchRows / seq_len); }
 
-// Runs `logits_of` on row blocks of hidden [N, D] and reduces each block.
-template <typename LogitsFn>
-absl::StatusOr<HeadRows> SummarizeHead(const at::Tensor& hidden, const at::Tensor& targets,
-                                       int64_t vocab, LogitsFn&& logits_of) {
-  const int64_t n = hidden.size(0);
-  HeadRows out = AllocateHeadRows(n);
-  const int64_t block = std::max<int64_t>(1, kLogitBlockElements / std::max<int64_t>(1, vocab));
-  for (int64_t r0 = 0; r0 < n; r0 += block) {
-    const int64_t rows = std::min(block, n - r0);
-    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, logits_of(hidden.narrow(0, r0, rows)));
-    SummarizeLogitsInto(logits, targets.narrow(0, r0, rows), out, r0);
-  }
-  return out;
-}
-
 }  // namespace
 
 const at::Tensor& HeadRows::confidence(ConfidenceMeasure m) const {
@@ -109,6 +94,26 @@ void SummarizeLogitsInto(const at::Tensor& logits_in, const at::Tensor& targets,
   });
 }
 
+absl::StatusOr<HeadRows> SummarizeRows(const Model& model, const ExitHeads* heads, int64_t layer,
+                                       const at::Tensor& hidden, const at::Tensor& targets) {
+  if (layer != kFinalHead && heads == nullptr) {
+    return absl::InvalidArgumentError("an exit head was asked for without exit heads");
+  }
+  const int64_t n = hidden.size(0);
+  const int64_t vocab = model.config().vocab_size;
+  HeadRows out = AllocateHeadRows(n);
+  const int64_t block = std::max<int64_t>(1, kLogitBlockElements / vocab);
+  for (int64_t r0 = 0; r0 < n; r0 += block) {
+    const int64_t rows = std::min(block, n - r0);
+    const at::Tensor x = hidden.narrow(0, r0, rows);
+    TANDEM_ASSIGN_OR_RETURN(at::Tensor logits, layer == kFinalHead
+                                                   ? model.Logits(x)
+                                                   : heads->Logits(model, layer, x));
+    SummarizeLogitsInto(logits, targets.narrow(0, r0, rows), out, r0);
+  }
+  return out;
+}
+
 int64_t TeacherForcedWindows(int64_t tokens, int64_t seq_len, int64_t max_tokens) {
   if (seq_len <= 0) return 0;
   int64_t windows = tokens / (seq_len + 1);
@@ -120,7 +125,7 @@ absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
                               const std::vector<int64_t>& exits,
                               const std::vector<int32_t>& tokens, int64_t seq_len,
                               int64_t max_tokens, const ProgressCallback& on_progress,
-                              const std::function<void(const TeacherForcedBatch&)>& fn) {
+                              const std::function<absl::Status(const TeacherForcedBatch&)>& fn) {
   const ModelConfig& c = model.config();
   if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
     return absl::FailedPreconditionError("evaluation needs the whole model");
@@ -168,18 +173,12 @@ absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
       for (int64_t e : exits) {
         TANDEM_ASSIGN_OR_RETURN(h, model.ForwardLayers(layer, e, h, positions, nullptr));
         layer = e;
-        TANDEM_ASSIGN_OR_RETURN(
-            HeadRows rows,
-            SummarizeHead(h.view({-1, c.hidden_size}), out.targets, c.vocab_size,
-                          [&](const at::Tensor& x) { return heads->Logits(model, e, x); }));
-        out.exits.push_back(std::move(rows));
+        out.exit_hidden.push_back(h.reshape({-1, c.hidden_size}));
       }
       TANDEM_ASSIGN_OR_RETURN(h, model.ForwardLayers(layer, c.num_hidden_layers, h, positions,
                                                      nullptr));
-      TANDEM_ASSIGN_OR_RETURN(
-          out.full, SummarizeHead(h.view({-1, c.hidden_size}), out.targets, c.vocab_size,
-                                  [&](const at::Tensor& x) { return model.Logits(x); }));
-      fn(out);
+      out.final_hidden = h.reshape({-1, c.hidden_size});
+      TANDEM_RETURN_IF_ERROR(fn(out));
       if (on_progress) {
         Progress p;
         p.done = (w0 + b) * seq_len;

@@ -4,10 +4,11 @@
 //
 // Text is cut into non-overlapping windows of seq_len + 1 tokens (inputs are
 // the first seq_len, targets the last seq_len); each window is a fresh
-// context. Several windows run as one [B, seq_len] batch, and each head's
-// logits are reduced to per-token statistics (argmax, max probability,
-// top-1 − top-2 margin, negated entropy, NLL of the target) right after the
-// head runs, so at most one [rows, V] logits tensor is alive at a time.
+// context. Short windows run as one [B, seq_len] batch (up to 256 rows)
+// through the body; the consumer then asks for the heads it needs on the rows
+// it needs (SummarizeRows): logits are made a block of rows at a time (8 MB)
+// and reduced at once to per-token statistics (argmax, max probability,
+// top-1 − top-2 margin, negated entropy, NLL of the target).
 #ifndef TANDEM_COMMON_SRC_EXITS_TEACHER_FORCING_H_
 #define TANDEM_COMMON_SRC_EXITS_TEACHER_FORCING_H_
 
@@ -45,28 +46,41 @@ HeadRows AllocateHeadRows(int64_t n);
 void SummarizeLogitsInto(const at::Tensor& logits, const at::Tensor& targets, HeadRows& out,
                          int64_t row_offset);
 
+// One batch of windows after the body: the hidden states each head reads.
 struct TeacherForcedBatch {
-  at::Tensor targets;          // int64 [N] (N = windows in the batch * seq_len)
-  HeadRows full;               // the full model
-  std::vector<HeadRows> exits; // one per requested exit, in the requested order
+  at::Tensor targets;                    // int64 [N] (N = windows in the batch * seq_len)
+  std::vector<at::Tensor> exit_hidden;   // [N, D] at each requested exit, in order
+  at::Tensor final_hidden;               // [N, D] after the last layer (before the final norm)
 };
+
+// The final norm + LM head, as opposed to an exit layer, for SummarizeRows.
+inline constexpr int64_t kFinalHead = -1;
+
+// Statistics of one head (exit `layer`, or kFinalHead) over rows of hidden
+// states [R, D] with their targets [R]: logits are made and reduced a block
+// of rows at a time, so no [R, V] tensor exists. `heads` may be null for
+// kFinalHead.
+absl::StatusOr<HeadRows> SummarizeRows(const Model& model, const ExitHeads* heads, int64_t layer,
+                                       const at::Tensor& hidden, const at::Tensor& targets);
 
 // The windows a pass over `tokens` runs: floor(size / (seq_len + 1)), capped
 // so that at most ceil(max_tokens / seq_len) windows run when max_tokens > 0.
 int64_t TeacherForcedWindows(int64_t tokens, int64_t seq_len, int64_t max_tokens);
 
-// Runs the model over the windows, batch by batch, calling `fn` for each
-// batch in text order and `on_progress` (tokens done / total) after it.
+// Runs the body over the windows, batch by batch, calling `fn` for each batch
+// in text order (it summarizes the heads it needs with SummarizeRows, possibly
+// on a subset of rows) and `on_progress` (tokens done / total) after it.
 // `exits` (strictly increasing) need heads in `heads` (may be null when
 // `exits` is empty). Errors: FailedPrecondition unless `model` holds every
 // layer and the head; InvalidArgument for a bad seq_len, too few tokens, ids
 // outside the vocabulary; Cancelled when on_progress returns false; Internal
 // for a libtorch failure.
+// `fn` returns a Status; an error ends the pass with it.
 absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
                               const std::vector<int64_t>& exits,
                               const std::vector<int32_t>& tokens, int64_t seq_len,
                               int64_t max_tokens, const ProgressCallback& on_progress,
-                              const std::function<void(const TeacherForcedBatch&)>& fn);
+                              const std::function<absl::Status(const TeacherForcedBatch&)>& fn);
 
 }  // namespace tandem::internal
 
