@@ -42,6 +42,7 @@ constexpr char kUsage[] = R"(tandem-bench-suite: end-to-end benchmark measuremen
   --text FILE            held-out text for prompts and teacher-forced windows (required)
   --out FILE             JSON lines output (required)
   --modes LIST           default cloud-only,edge-full,naive-split,standalone,collab-blocking
+                         (+ collab-pipelined when the build has pipelined verification)
   --profiles LIST        default lan,wifi,4g,poor,drop
   --prompts N            prompts per profile (default 6)
   --prompt-tokens N      prompt length (default 32)
@@ -165,8 +166,10 @@ absl::Status Run(int argc, char** argv) {
   }
   TANDEM_ASSIGN_OR_RETURN(options.fresh_threshold, flags.GetDouble("fresh-threshold", 0.5));
   options.headline_codec = flags.Get("headline-codec", "int8");
-  const std::vector<std::string> modes =
-      List(flags.Get("modes", "cloud-only,edge-full,naive-split,standalone,collab-blocking"));
+  const std::string default_modes =
+      std::string("cloud-only,edge-full,naive-split,standalone,collab-blocking") +
+      (tandem::bench::PipelinedAvailable() ? ",collab-pipelined" : "");
+  const std::vector<std::string> modes = List(flags.Get("modes", default_modes));
   const std::vector<std::string> profiles = List(flags.Get("profiles", "lan,wifi,4g,poor,drop"));
   const std::vector<std::string> codecs =
       List(flags.Get("codecs", "fp32,fp16,int8,int8+zstd,int4,int4-g64"));

@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -48,7 +50,24 @@ absl::StatusOr<LinkProfile> ProfileFor(const std::string& profile) {
   return LinkProfile::Named(profile == "drop" ? "4g" : profile);
 }
 
+// Pipelined verification (issue 9) adds CloudOptions::max_in_flight (0 =
+// wait for each answer). Detected at compile time so the suite runs
+// collab-pipelined as soon as the field exists, and keeps collab-blocking and
+// naive-split blocking once its default (32) turns pipelining on.
+template <typename T, typename = void>
+struct HasMaxInFlight : std::false_type {};
+template <typename T>
+struct HasMaxInFlight<T, std::void_t<decltype(std::declval<T&>().max_in_flight)>>
+    : std::true_type {};
+
+template <typename T>
+void SetBlocking(T& cloud_options) {
+  if constexpr (HasMaxInFlight<T>::value) cloud_options.max_in_flight = 0;
+}
+
 }  // namespace
+
+bool PipelinedAvailable() { return HasMaxInFlight<edge::CloudOptions>::value; }
 
 const std::vector<std::string>& AllModes() {
   static const std::vector<std::string> modes = {"cloud-only",  "edge-full",       "naive-split",
@@ -97,16 +116,16 @@ struct SuiteRunner::Impl {
       o.cloud.request_timeout = options.request_timeout;
       o.cloud.reconnect_initial_backoff = absl::Milliseconds(50);
       o.cloud.reconnect_max_backoff = absl::Milliseconds(400);
-      // collab-pipelined: set CloudOptions::max_in_flight here once issue 9
-      // lands it (0 = blocking, which is what every other mode uses).
+      // collab-pipelined keeps CloudOptions' default window; the others wait.
+      if (mode != "collab-pipelined") SetBlocking(o.cloud);
     }
     return o;
   }
 
   absl::StatusOr<edge::EdgeSession*> Session(const std::string& mode, const std::string& codec) {
-    if (mode == "collab-pipelined") {
+    if (mode == "collab-pipelined" && !PipelinedAvailable()) {
       return absl::UnimplementedError(
-          "collab-pipelined needs CloudOptions::max_in_flight (issue 9), not on main yet");
+          "collab-pipelined needs CloudOptions::max_in_flight (issue 9), not in this build");
     }
     const std::string key = mode == "standalone" ? mode : absl::StrCat(mode, "|", codec);
     auto it = sessions.find(key);

@@ -26,9 +26,11 @@ namespace tandem::bench {
 //   standalone       edge layers + exits, never the network
 //   collab-blocking  early exit + context upload + cloud continuation, waiting per answer
 //   collab-pipelined the same with provisional tokens verified in flight (needs
-//                    CloudOptions::max_in_flight; see suite_runner.cc)
+//                    CloudOptions::max_in_flight: PipelinedAvailable())
 const std::vector<std::string>& AllModes();
 bool ModeUsesNetwork(const std::string& mode);
+// Whether this build has pipelined verification (CloudOptions::max_in_flight).
+bool PipelinedAvailable();
 
 struct SuiteOptions {
   std::string model_dir;

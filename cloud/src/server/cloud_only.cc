@@ -41,6 +41,8 @@ class Reservation {
 grpc::Status Serve(ServiceContext* service, grpc::ServerContext* context,
                    const std::string& identity, const wire::GenerateRequest& request,
                    grpc::ServerWriter<wire::GenerateReply>* writer) {
+  ++service->counters.messages_in;
+  service->counters.bytes_in.fetch_add(static_cast<int64_t>(request.ByteSizeLong()));
   if (service->draining.load()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
   }
