@@ -32,11 +32,12 @@ def main():
         assert r["ok"], r["error"]
         assert r["generated_tokens"] == 4, r
         assert len(r["itl_s"]) == 3 and r["ttft_s"] > 0, r
-        assert r["wire_bytes_up"] > 0 and r["wire_bytes_down"] > 0, r
+        assert r["wire_bytes_up"] > 0, r  # the prompt or the edge's context went up
         decided = r["edge_tokens"] + r["fallback_tokens"] + r["cloud_tokens"]
         assert decided == r["generated_tokens"], r
         if r["cloud_tokens"] > 0:
             assert r["cloud_flops"] > 0 and r["cloud_busy_s"] > 0 and r["round_trips"] > 0, r
+            assert r["wire_bytes_down"] > 0, r
         assert math.isfinite(r["nll_sum"]) and r["nll_sum"] > 0, r
     cloud_only = [r for r in gens if r["mode"] == "cloud-only"]
     assert all(r["cloud_tokens"] == r["generated_tokens"] for r in cloud_only), cloud_only
