@@ -53,6 +53,7 @@ def group_figures(runs):
         "tokens": tokens,
         "ttft_ms": _ms(median(r["ttft_s"] for r in ok)),
         "itl_median_ms": _ms(median(itl)), "itl_p90_ms": _ms(percentile(itl, 0.9)),
+        "itl_p10_ms": _ms(percentile(itl, 0.1)),
         "itl_max_ms": _ms(max(itl) if itl else None),
         "total_median_s": median(r["total_s"] for r in ok),
         "wire_up_per_token": per_tok("wire_bytes_up"),
@@ -146,7 +147,9 @@ def summarise(result):
     micro = {b["name"]: b for b in result.get("micro", {}).get("benchmarks", [])
              if b.get("run_type", "iteration") == "iteration"}
     s["micro"] = micro
-    bw = [b.get("bytes_per_second") for n, b in micro.items() if n.startswith("BM_MemoryReadBandwidth")]
+    bw = [b.get("best_bytes_per_second") for n, b in micro.items()
+          if n.startswith("BM_MemoryReadBandwidth")]
+    bw = [x for x in bw if x]
     s["memory_bandwidth_bytes_per_s"] = max(bw) if bw else None
     for key, part in (("main", s["main"]), ("scale", s.get("scale"))):
         if part is None:
@@ -155,25 +158,28 @@ def summarise(result):
         facts = meta.get("model_facts", {})
         cal = meta.get("calibration", {})
         torch = result.get("torch") if key == "main" else result.get("scale", {}).get("torch")
-        base = {"weight_bytes": facts.get("weight_bytes"), "full_step_s": cal.get("full_step_s"),
-                "edge_step_s": cal.get("edge_step_s")}
+        # Ours, measured like the PyTorch script: per edge-full run, decode
+        # tokens/s = (tokens - 1) / (time after the first token); median of runs.
+        ours_rates = [len(r["itl_s"]) / sum(r["itl_s"]) for r in part_records(result, key)
+                      if r.get("type") == "generation" and r["mode"] == "edge-full" and r["ok"]
+                      and r.get("stage") == "matrix" and r["itl_s"] and sum(r["itl_s"]) > 0]
+        base = {"weight_bytes": facts.get("weight_bytes"),
+                "ours_tokens_per_s": median(ours_rates), "ours_runs": len(ours_rates)}
         if torch:
-            base["torch_step_s"] = torch["median_step_s"]
-            if cal.get("full_step_s"):
-                base["ours_over_torch"] = cal["full_step_s"] / torch["median_step_s"]
-            ours = {}
-            for r in part_records(result, key):
-                if r.get("type") == "generation" and r["mode"] == "edge-full" and r["ok"]:
-                    ours[tuple(r["prompt"])] = r["ids"]
-            same = [ours.get(tuple(p)) == run["ids"][:len(ours.get(tuple(p)) or [])]
-                    for p, run in zip(torch.get("prompts", []), torch["runs"]) if tuple(p) in ours]
-            base["torch_tokens_identical"] = f"{sum(same)}/{len(same)}"
+            base["torch_tokens_per_s"] = torch["decode_tokens_per_s_median"]
+            if base["ours_tokens_per_s"]:
+                base["ours_over_torch_speed"] = base["ours_tokens_per_s"] / base["torch_tokens_per_s"]
+            ours_ids = [r["ids"] for r in part_records(result, key)
+                        if r.get("type") == "generation" and r["mode"] == "edge-full" and r["ok"]
+                        and r.get("prompt") == torch.get("prompt")]
+            if ours_ids:
+                n = min(len(ours_ids[0]), len(torch["ids"]))
+                base["torch_tokens_identical"] = ours_ids[0][:n] == torch["ids"][:n]
         bw_bytes = s["memory_bandwidth_bytes_per_s"]
-        if bw_bytes and facts.get("weight_bytes") and cal.get("full_step_s"):
+        if bw_bytes and facts.get("weight_bytes") and base["ours_tokens_per_s"]:
             bound = bw_bytes / facts["weight_bytes"]
             base["roofline_tokens_per_s"] = bound
-            base["measured_tokens_per_s"] = 1.0 / cal["full_step_s"]
-            base["roofline_fraction"] = base["measured_tokens_per_s"] / bound
+            base["roofline_fraction"] = base["ours_tokens_per_s"] / bound
         part["baselines"] = base
     return s
 
@@ -239,7 +245,8 @@ def detail(summary):
         for mode in order(modes, MODE_ORDER):
             f = modes[mode]
             rows.append([profile, mode, f["runs"], f["tokens"], fmt(f["ttft_ms"]),
-                         fmt(f["itl_median_ms"]), fmt(f["itl_p90_ms"]), fmt(f["itl_max_ms"]),
+                         fmt(f["itl_p10_ms"]), fmt(f["itl_median_ms"]), fmt(f["itl_p90_ms"]),
+                         fmt(f["itl_max_ms"]),
                          fmt(f["total_median_s"], 2), fmt(f["wire_up_per_token"], 0),
                          fmt(f["wire_down_per_token"], 0), fmt(f["message_up_per_token"], 0),
                          fmt(f["message_down_per_token"], 0), fmt(f["round_trips_per_token"], 2),
@@ -248,7 +255,8 @@ def detail(summary):
                          fmt(f["cloud_share"], 1, pct=True),
                          fmt(f["agreement_along_output"], 1, pct=True), fmt(f["perplexity"], 1),
                          f["failed_requests"], f["resyncs"]])
-    return table(["profile", "mode", "runs", "tokens", "TTFT ms", "ITL med ms", "ITL p90 ms",
+    return table(["profile", "mode", "runs", "tokens", "TTFT ms", "ITL p10 ms", "ITL med ms",
+                  "ITL p90 ms",
                   "ITL max ms", "total s", "wire up B/tok", "wire down B/tok", "msg up B/tok",
                   "msg down B/tok", "round trips/tok", "cloud busy ms/tok", "cloud MFLOPs/tok",
                   "exit", "fallback", "cloud", "agree along output", "ppl", "failed req",
@@ -384,23 +392,26 @@ def baselines_section(summary):
         if not part or "baselines" not in part:
             continue
         b = part["baselines"]
+        same = b.get("torch_tokens_identical")
         rows.append([key, fmt((b.get("weight_bytes") or 0) / 2**20, 1),
-                     fmt(_ms(b.get("full_step_s")), 2), fmt(_ms(b.get("torch_step_s")), 2),
-                     fmt(b.get("ours_over_torch"), 2), b.get("torch_tokens_identical", "–"),
-                     fmt(b.get("roofline_tokens_per_s"), 0), fmt(b.get("measured_tokens_per_s"), 0),
-                     fmt(b.get("roofline_fraction"), 1, pct=True)])
+                     fmt(b.get("ours_tokens_per_s"), 1), fmt(b.get("torch_tokens_per_s"), 1),
+                     fmt(b.get("ours_over_torch_speed"), 2),
+                     "–" if same is None else ("yes" if same else "NO"),
+                     fmt(b.get("roofline_tokens_per_s"), 1), fmt(b.get("roofline_fraction"), 1, pct=True)])
     if rows:
         lines += ["## Baselines: PyTorch eager and the roofline", "",
-                  "Full-model decode step (one token, greedy, KV cache) in Tandem (C++, libtorch) and "
-                  "in PyTorch eager from Python (`bench/suite/torch_baseline.py`), same weights, "
-                  "prompts and thread count. Roofline: measured memory read bandwidth "
+                  "Full-model greedy decode speed with a KV cache: Tandem's edge-full runs (C++, "
+                  "`GenerateFull`; median over runs of tokens after the first / their time) and "
+                  "PyTorch eager from Python (`tools/pytorch_eager_decode.py`, median of 5 runs) on "
+                  "the same weights, first prompt and thread count, not interleaved. Roofline: "
+                  "measured memory read bandwidth (best of the iterations, STREAM-style) "
                   f"({fmt(bw / 1e9, 1) + ' GB/s' if bw else 'not measured in this run'}) / fp32 "
                   "weight bytes read per token = an upper "
                   "bound on tokens/s when weights come from DRAM (a model that fits in cache can "
                   "beat it).", "",
-                  table(["model", "weights MiB", "ours ms/token", "PyTorch ms/token",
-                         "ours / PyTorch", "same tokens", "roofline tok/s", "ours tok/s",
-                         "of roofline"], rows), ""]
+                  table(["model", "weights MiB", "ours tok/s", "PyTorch eager tok/s",
+                         "ours / PyTorch (speed)", "same greedy tokens", "roofline tok/s",
+                         "ours of roofline"], rows), ""]
     return lines
 
 
@@ -515,16 +526,15 @@ def write_plots(summary, directory):
             for p in pts:
                 ax.annotate(f'×{p["scale"]:g}', (100 * p["coverage"], 100 * p["agreement"]),
                             fontsize=6, alpha=0.7)
-        for v in main["teacher_forced"].values():
-            ax.scatter([100 * v["edge_share"]], [100 * v["agreement"]], marker="x")
-            ax.annotate(f'{v["mode"]} {v["codec"]}', (100 * v["edge_share"], 100 * v["agreement"]),
-                        fontsize=7)
+        markers = "xo^vsD+*<>"
+        for i, v in enumerate(main["teacher_forced"].values()):
+            ax.scatter([100 * v["edge_share"]], [100 * v["agreement"]], marker=markers[i % 10],
+                       label=f'measured: {v["mode"]} {v["codec"]}'.strip())
         ax.set_xlabel("tokens decided at the edge, %")
         ax.set_ylabel("agreement with the full model, % (teacher-forced)")
         ax.set_title("Agreement vs edge share")
         ax.grid(True, alpha=0.3)
-        if main["sweep"]:
-            ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
         plots["agreement_vs_edge_share"] = _save(fig, directory, "agreement_vs_edge_share.png")
     # 4. Cloud rows/s vs sessions.
     rounds = {int(n.split("/")[1]): b for n, b in summary.get("micro", {}).items()

@@ -12,7 +12,8 @@ Stages (progress and an ETA on stderr):
   3. the end-to-end matrix (tandem-bench-suite): every mode x network profile
      on the shipped model, the compute-ratio emulation, the codec sweep,
      teacher-forced agreement, the threshold sweep;
-  4. the PyTorch eager baseline on the same weights, prompts and threads;
+  4. the PyTorch eager baseline (tools/pytorch_eager_decode.py) on the same
+     weights, prompt and thread count;
   5. the scale run: a `tandem random-model` checkpoint larger than the
      last-level cache (timings and bytes only) and its PyTorch baseline.
 
@@ -143,14 +144,16 @@ def suite_driver(build, out_path, args, threads):
     return read_jsonl(out_path)
 
 
-def torch_baseline(model, prompts, tokens, threads, tmp):
-    path = os.path.join(tmp, "torch_prompts.json")
-    with open(path, "w") as f:
-        json.dump(prompts, f)
+def torch_baseline(model, prompt, tokens, threads, repeats):
+    """tools/pytorch_eager_decode.py (PyTorch eager, op by op from Python) on
+    `prompt`: median decode tokens/s over `repeats` runs, and its greedy ids."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    out = run(["/usr/bin/python3", os.path.join(HERE, "torch_baseline.py"), "--model", model,
-               "--prompts", path, "--tokens", str(tokens), "--threads", str(threads)], env=env)
-    return json.loads(out)
+    out = run(["/usr/bin/python3", os.path.join(ROOT, "tools", "pytorch_eager_decode.py"),
+               "--model", model, "--new-tokens", str(tokens), "--threads", str(threads),
+               "--repeats", str(repeats), "--prompt-ids", ",".join(str(i) for i in prompt)], env=env)
+    result = json.loads(out)
+    result["prompt"] = prompt
+    return result
 
 
 def prompts_of(records, count):
@@ -220,8 +223,8 @@ def main():
         if torch_run:
             progress.begin("PyTorch eager baseline (shipped model)")
             meta = next(r for r in records if r["type"] == "meta")
-            prompts = prompts_of(records, 3)
-            result["torch"] = torch_baseline(SHIPPED, prompts, meta["tokens"], args.threads, tmp)
+            result["torch"] = torch_baseline(SHIPPED, prompts_of(records, 1)[0], meta["tokens"],
+                                             args.threads, repeats=5)
             progress.end("torch")
 
         if scale:
@@ -240,8 +243,8 @@ def main():
                  "--ratio", "1", "--tf-windows", "0", "--sweep-tokens", "0"], args.threads)
             result["scale"] = {"records": scale_records}
             if torch_run:
-                result["scale"]["torch"] = torch_baseline(scale_dir, prompts_of(scale_records, 1), 8,
-                                                          args.threads, tmp)
+                result["scale"]["torch"] = torch_baseline(scale_dir, prompts_of(scale_records, 1)[0],
+                                                          8, args.threads, repeats=2)
             progress.end("scale")
 
     result["machine"]["load_average_end"] = os.getloadavg()
