@@ -56,7 +56,7 @@ constexpr char kUsage[] = R"(tandem-bench-suite: end-to-end benchmark measuremen
   --ratio-prompts N      prompts of the compute-ratio runs (default 3)
   --tf-windows N         teacher-forced windows (default 4; 0 = skip)
   --tf-length N          teacher-forced window length (default 128)
-  --sweep-tokens N       held-out tokens of the threshold sweep (default 4096; 0 = skip)
+  --sweep-tokens N       held-out tokens of the threshold sweep (default 2048; 0 = skip)
   --threads N            compute threads (default 1)
   --split S              split layer (default: exits.json)
   --fresh-heads          untrained exit heads at --exit-layers (random checkpoints)
@@ -183,7 +183,7 @@ absl::Status Run(int argc, char** argv) {
   TANDEM_ASSIGN_OR_RETURN(int64_t ratio_prompts, flags.GetInt("ratio-prompts", 3));
   TANDEM_ASSIGN_OR_RETURN(int64_t tf_windows, flags.GetInt("tf-windows", 4));
   TANDEM_ASSIGN_OR_RETURN(int64_t tf_length, flags.GetInt("tf-length", 128));
-  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt("sweep-tokens", 4096));
+  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt("sweep-tokens", 2048));
   if (prompts_n < 1 || tokens < 1 || prompt_tokens < 1) {
     return absl::InvalidArgumentError("--prompts, --tokens and --prompt-tokens must be >= 1");
   }
@@ -195,8 +195,10 @@ absl::Status Run(int argc, char** argv) {
   std::fprintf(stderr, "loading %s ...\n", options.model_dir.c_str());
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<SuiteRunner> runner, SuiteRunner::Create(options));
   const auto prompts = runner->Prompts(static_cast<int>(prompts_n), static_cast<int>(prompt_tokens));
-  TANDEM_ASSIGN_OR_RETURN(ComputeCalibration cal,
-                          runner->Calibrate({prompts[0]}, static_cast<int>(tokens)));
+  TANDEM_ASSIGN_OR_RETURN(
+      ComputeCalibration cal,
+      runner->Calibrate({prompts.begin(), prompts.begin() + std::min<int64_t>(3, prompts_n)},
+                        static_cast<int>(tokens)));
   emit(Json{{"type", "meta"},
             {"model", options.model_dir},
             {"text", options.text_file},

@@ -96,7 +96,9 @@ struct SweepPoint {
   double scale = 1, coverage = 0, agreement = 0;
 };
 
-// Per-token compute measured at start-up (for the compute-ratio emulation).
+// Per-token compute measured at start-up (for the compute-ratio emulation):
+// the lower decile of decode steps and the fastest prefill, over the prompts
+// given to Calibrate.
 struct ComputeCalibration {
   double edge_prefill_s = 0, edge_step_s = 0;
   double full_prefill_s = 0, full_step_s = 0;
