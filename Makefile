@@ -1,7 +1,7 @@
 # Two commands for a new user (each installs what is missing, then builds):
 #   make test   - every test (C++ GoogleTest + pytest, through CTest)
 #   make demo   - edge + cloud collaborating on the shipped model (loopback)
-# Other targets: deps, build, bench, install, install-python, asan-test, clean.
+# Other targets: deps, build, bench, bench-suite, install, install-python, asan-test, clean.
 BUILD      ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= 2
@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench install install-python asan-test clean
+.PHONY: all deps configure build test demo bench bench-suite install install-python asan-test clean
 
 all: build
 
@@ -44,6 +44,13 @@ demo: build $(DEMO_MODEL)/config.json
 
 bench: build
 	$(BUILD)/bench/tandem_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# The end-to-end benchmark suite (bench/README.md): every mode over emulated
+# networks, baselines, micro-benchmarks; writes bench/results/<date>-<host>.json
+# and a report with plots. ~15 minutes on 2 cores.
+bench-suite: build
+	tools/install_bench_deps.sh
+	$(PYTHON) bench/suite/run_suite.py --build $(BUILD) --command "make bench-suite"
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

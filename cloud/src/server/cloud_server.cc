@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "server/cloud_only.h"
 #include "server/service_context.h"
 #include "server/session_stream.h"
 #include "tandem/fingerprint.h"
@@ -68,6 +69,20 @@ class ContinuationService final : public wire::Continuation::Service {
     }
     reply->set_text(metrics_text_ ? metrics_text_() : "");
     return grpc::Status::OK;
+  }
+
+  grpc::Status Generate(grpc::ServerContext* context, const wire::GenerateRequest* request,
+                        grpc::ServerWriter<wire::GenerateReply>* writer) override {
+    absl::StatusOr<std::string> identity = Authenticate(*context);
+    if (!identity.ok()) {
+      ++service_->counters.auth_failures;
+      service_->log.Warn("auth_failure", {{"peer", context->peer()}});
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+    }
+    Register(context);
+    grpc::Status status = ServeCloudOnly(service_, context, *identity, *request, writer);
+    Unregister(context);
+    return status;
   }
 
   void set_metrics_text(std::function<std::string()> f) { metrics_text_ = std::move(f); }
@@ -272,6 +287,9 @@ ServerStats CloudServer::stats() const {
   s.resyncs_sent = c.resyncs_sent.load();
   s.errors_sent = c.errors_sent.load();
   s.auth_failures = c.auth_failures.load();
+  s.cloud_only_requests = c.cloud_only_requests.load();
+  s.cloud_only_tokens = c.cloud_only_tokens.load();
+  s.cloud_only_active = c.cloud_only_active.load();
   s.context = impl_->service->contexts->stats();
   return s;
 }
@@ -302,6 +320,11 @@ std::string CloudServer::MetricsText() const {
   metric("resyncs_total", "counter", "ResyncRequired sent", s.resyncs_sent);
   metric("errors_total", "counter", "Error messages sent", s.errors_sent);
   metric("auth_failures_total", "counter", "calls refused for a bad API key", s.auth_failures);
+  metric("cloud_only_active", "gauge", "cloud-only generations running", s.cloud_only_active);
+  metric("cloud_only_requests_total", "counter", "cloud-only generations admitted",
+         s.cloud_only_requests);
+  metric("cloud_only_tokens_total", "counter", "tokens streamed in cloud-only mode",
+         s.cloud_only_tokens);
   return out;
 }
 

@@ -26,6 +26,11 @@ struct ServerCounters {
   std::atomic<int64_t> resyncs_sent{0};
   std::atomic<int64_t> errors_sent{0};
   std::atomic<int64_t> auth_failures{0};
+  // Cloud-only mode (Continuation.Generate, server/cloud_only.h).
+  std::atomic<int64_t> cloud_only_requests{0};
+  std::atomic<int64_t> cloud_only_tokens{0};
+  std::atomic<int64_t> cloud_only_active{0};          // gauge
+  std::atomic<int64_t> cloud_only_reserved_bytes{0};  // gauge: their KV caches
 };
 
 struct ServiceContext {

@@ -68,6 +68,9 @@ struct ServerStats {
   int64_t resyncs_sent = 0;
   int64_t errors_sent = 0;
   int64_t auth_failures = 0;
+  int64_t cloud_only_requests = 0;  // Generate calls admitted (cloud-only mode)
+  int64_t cloud_only_tokens = 0;    // tokens they streamed
+  int64_t cloud_only_active = 0;    // gauge
   ContextStats context;
 };
 

@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""Smoke run of the benchmark suite (bench/suite/run_suite.py --smoke): one
+profile (LAN), two modes (cloud-only, collab-blocking), 4 tokens. Checks that
+every stage produced sane records and that the report was written; exits
+non-zero otherwise. Registered in CTest as bench.suite_smoke."""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "suite", "run_suite.py"), "--smoke",
+                    "--build", args.build, "--out-dir", args.work, "--name", "smoke"], check=True)
+    with open(os.path.join(args.work, "smoke.json")) as f:
+        result = json.load(f)
+    gens = [r for r in result["records"] if r["type"] == "generation"]
+    modes = {r["mode"] for r in gens}
+    assert modes == {"cloud-only", "collab-blocking"}, modes
+    for r in gens:
+        assert r["ok"], r["error"]
+        assert r["generated_tokens"] == 4, r
+        assert len(r["itl_s"]) == 3 and r["ttft_s"] > 0, r
+        assert r["wire_bytes_up"] > 0, r  # the prompt or the edge's context went up
+        decided = r["edge_tokens"] + r["fallback_tokens"] + r["cloud_tokens"]
+        assert decided == r["generated_tokens"], r
+        if r["cloud_tokens"] > 0:
+            assert r["cloud_flops"] > 0 and r["cloud_busy_s"] > 0 and r["round_trips"] > 0, r
+            assert r["wire_bytes_down"] > 0, r
+        assert math.isfinite(r["nll_sum"]) and r["nll_sum"] > 0, r
+    cloud_only = [r for r in gens if r["mode"] == "cloud-only"]
+    assert all(r["cloud_tokens"] == r["generated_tokens"] for r in cloud_only), cloud_only
+    # The cloud runs the full model: every token agrees with it.
+    assert all(r["agree_along_output"] == r["generated_tokens"] for r in cloud_only), cloud_only
+    tf = [r for r in result["records"] if r["type"] == "teacher_forced"]
+    assert tf and all(r["ok"] and r["positions"] > 0 for r in tf), tf
+    headline = result["summary"]["main"]["matrix"]["lan"]
+    assert headline["cloud-only"]["cloud_share"] == 1.0, headline["cloud-only"]
+    with open(os.path.join(args.work, "smoke", "report.md")) as f:
+        text = f.read()
+    assert "## Headline" in text and "cloud-only" in text and "collab-blocking" in text
+    try:
+        import matplotlib  # noqa: F401
+        assert os.path.exists(os.path.join(args.work, "smoke", "itl_vs_rtt.png"))
+    except ImportError:
+        assert "Plots skipped" in text
+    print("suite smoke run OK")
+
+
+if __name__ == "__main__":
+    main()
