@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 #include <unordered_set>
@@ -17,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/service_context.h"
 #include "server/session_stream.h"
+#include "status_convert.h"
 #include "tandem/fingerprint.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 
@@ -41,10 +43,10 @@ class ContinuationService final : public wire::Continuation::Service {
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+      return wire::ToGrpcStatus(identity.status());
     }
     if (service_->draining.load()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      return wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     }
     Register(context);
     ++service_->counters.streams_opened;
@@ -64,7 +66,7 @@ class ContinuationService final : public wire::Continuation::Service {
     absl::StatusOr<std::string> identity = Authenticate(*context);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+      return wire::ToGrpcStatus(identity.status());
     }
     reply->set_text(metrics_text_ ? metrics_text_() : "");
     return grpc::Status::OK;
@@ -122,6 +124,27 @@ struct CloudServer::Impl {
   std::thread stats_thread;
 };
 
+absl::StatusOr<std::string> ListenAddress(const std::string& host, int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port ", port, " is not in [0, 65535]"));
+  }
+  if (host.empty()) return absl::InvalidArgumentError("the listen host is empty");
+  for (char c : host) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '/') {
+      return absl::InvalidArgumentError(absl::StrCat("listen host '", host, "' is not a host"));
+    }
+  }
+  const bool bracketed = host.front() == '[';
+  if (bracketed != (host.back() == ']') || (bracketed && host.size() < 3)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen host '", host, "' has unbalanced brackets (use [::1] or ::1)"));
+  }
+  if (!bracketed && host.find(':') != std::string::npos) {
+    return absl::StrCat("[", host, "]:", port);  // a bare IPv6 literal
+  }
+  return absl::StrCat(host, ":", port);
+}
+
 absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();
@@ -153,8 +176,10 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(const ServerOpti
 absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
     const ServerOptions& options, std::shared_ptr<const CloudModel> model) {
   if (model == nullptr) return absl::InvalidArgumentError("CloudServer needs a model");
-  if (options.max_message_bytes < 1024) {
-    return absl::InvalidArgumentError("max_message_bytes must be at least 1024");
+  if (options.max_message_bytes < 1024 ||
+      options.max_message_bytes > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes ", options.max_message_bytes,
+                                                   " must be in [1024, 2147483647]"));
   }
   if (options.max_rows_per_message < 1) {
     return absl::InvalidArgumentError("max_rows_per_message must be >= 1");
@@ -192,9 +217,22 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   // Keep idle connections honest: ping every 30 s, drop a peer that stops answering.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Own the port: without this, gRPC sets SO_REUSEPORT and a second server on
+  // a port already in use starts "successfully" and shares its connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl.server = builder.BuildAndStart();
   if (impl.server == nullptr || impl.port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+    // Nothing was served: tear down what was built here, so the destructor
+    // has nothing to shut down (it used to call Shutdown on a null server).
+    if (impl.server != nullptr) {
+      impl.server->Shutdown(std::chrono::system_clock::now());
+      impl.server->Wait();
+    }
+    server->impl_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen_address,
+        ": the address could not be bound (not an address of this machine, a host that does "
+        "not resolve, or a port already in use)"));
   }
   const size_t colon = options.listen_address.rfind(':');
   impl.host = options.listen_address.substr(0, colon);
@@ -248,8 +286,10 @@ void CloudServer::Shutdown(absl::Duration grace) {
   // Answer what was asked; then end every stream and stop.
   const bool drained = impl.service->contexts->Drain(deadline);
   impl.grpc_service->CancelAll();
-  impl.server->Shutdown(std::chrono::system_clock::now());
-  impl.server->Wait();
+  if (impl.server != nullptr) {
+    impl.server->Shutdown(std::chrono::system_clock::now());
+    impl.server->Wait();
+  }
   impl.stop_stats.Notify();
   if (impl.stats_thread.joinable()) impl.stats_thread.join();
   impl.service->log.Info("server_stopped", {{"drained", drained}});

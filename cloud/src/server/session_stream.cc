@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/outbox.h"
 #include "tandem/fingerprint.h"
+#include "status_convert.h"
 #include "wire_convert.h"
 
 namespace tandem::cloud {
@@ -39,11 +40,7 @@ SessionStream::~SessionStream() { outbox_->Close(); }
 
 void SessionStream::SendError(const absl::Status& status, uint64_t request_id, bool fatal) {
   wire::ServerMessage message;
-  wire::Error* error = message.mutable_error();
-  error->set_code(static_cast<int32_t>(status.code()));
-  error->set_message(std::string(status.message()));
-  error->set_request_id(request_id);
-  error->set_fatal(fatal);
+  wire::ToProto(status, request_id, fatal, message.mutable_error());
   ++service_->counters.errors_sent;
   service_->log.Warn("stream_error", {{"session", session_id_},
                                       {"identity", identity_},
@@ -222,11 +219,7 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
           token->set_compute_ms(static_cast<float>(result->compute_seconds * 1e3));
           ++service->counters.tokens_sent;
         } else {
-          wire::Error* error = message.mutable_error();
-          error->set_code(static_cast<int32_t>(result.status().code()));
-          error->set_message(std::string(result.status().message()));
-          error->set_request_id(request_id);
-          error->set_fatal(false);
+          wire::ToProto(result.status(), request_id, /*fatal=*/false, message.mutable_error());
           ++service->counters.errors_sent;
         }
         outbox->Send(std::move(message));
@@ -271,11 +264,7 @@ grpc::Status SessionStream::Run() {
   // Replies already produced are written before the stream ends; Continue
   // answers that come later (the client left mid-request) are dropped.
   outbox_->Close();
-  if (!failure.ok()) {
-    return grpc::Status(static_cast<grpc::StatusCode>(failure.code()),
-                        std::string(failure.message()));
-  }
-  return grpc::Status::OK;
+  return wire::ToGrpcStatus(failure);
 }
 
 }  // namespace tandem::cloud

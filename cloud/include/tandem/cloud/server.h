@@ -53,6 +53,12 @@ struct ServerOptions {
   std::ostream* log = nullptr;
 };
 
+// "host:port" for ServerOptions::listen_address from a host as an operator
+// types it: a bare IPv6 literal ("::1") gets brackets ("[::1]:50051").
+// InvalidArgument for an empty host, unbalanced brackets, whitespace, or a
+// port outside [0, 65535].
+absl::StatusOr<std::string> ListenAddress(const std::string& host, int port);
+
 // Reads an API key file: one `identity key` pair per line, `#` comments.
 absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path);
 
