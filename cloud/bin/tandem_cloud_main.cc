@@ -4,7 +4,8 @@
 //
 // Prints "tandem-cloud listening on HOST:PORT" on stdout once it accepts
 // connections; SIGINT / SIGTERM shut it down gracefully (refuse new sessions,
-// answer in-flight requests for up to --grace-seconds, close every stream).
+// answer in-flight requests for up to --grace-seconds, close every stream);
+// SIGHUP re-reads the --api-keys file.
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -38,9 +39,12 @@ constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
   --ttl-seconds T          drop sessions idle this long (default 600)
   --max-message-bytes N    larger messages are refused (default 4M; 1K to 2147483647)
   --max-batch-rows N       rows per scheduler iteration (default 256)
-  --api-keys FILE          require API keys: lines of `identity key`
+  --api-keys FILE          require API keys: lines of `identity key`; re-read when the
+                           file changes and on SIGHUP (revoked keys are refused at once)
   --tls-cert FILE          PEM certificate (with --tls-key: serve TLS)
   --tls-key FILE           PEM private key
+  --tls-client-ca FILE     mutual TLS: clients must present a certificate signed by a CA
+                           in FILE (without --api-keys, its common name is the identity)
   --threads N              compute threads (default 2)
   --stats-interval T       log a stats line every T seconds (default 60; 0 = never)
   --grace-seconds T        drain time on SIGTERM (default 10)
@@ -71,8 +75,8 @@ absl::Status Run(int argc, char** argv) {
       argc - 1, argv + 1,
       {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
-       "tls-cert", "tls-key", "threads", "stats-interval", "grace-seconds", "print-stats",
-       "api-key"},
+       "tls-cert", "tls-key", "tls-client-ca", "threads", "stats-interval", "grace-seconds",
+       "print-stats", "api-key"},
       {"no-token-resync", "quiet", "help"});
   if (!parsed.ok()) return parsed.status();
   const Flags& flags = *parsed;
@@ -106,11 +110,10 @@ absl::Status Run(int argc, char** argv) {
                           flags.GetInt<int64_t>("max-batch-rows", 256, 1, 1 << 20));
   TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes,
                           flags.GetBytes("max-message-bytes", 4 << 20, 1024, kInt32Max));
-  if (flags.Has("api-keys")) {
-    TANDEM_ASSIGN_OR_RETURN(options.api_keys, tandem::cloud::ReadApiKeyFile(flags.Get("api-keys")));
-  }
+  options.api_keys_file = flags.Get("api-keys");
   options.tls_cert_file = flags.Get("tls-cert");
   options.tls_key_file = flags.Get("tls-key");
+  options.tls_client_ca_file = flags.Get("tls-client-ca");
   TANDEM_ASSIGN_OR_RETURN(options.stats_interval,
                           flags.GetSeconds("stats-interval", 60, 0, 365 * 24 * 3600.0));
   TANDEM_ASSIGN_OR_RETURN(absl::Duration grace,
@@ -125,6 +128,7 @@ absl::Status Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<tandem::cloud::CloudServer> server,
@@ -134,7 +138,12 @@ absl::Status Run(int argc, char** argv) {
   }
   std::cout << "tandem-cloud listening on " << server->address() << std::endl;
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    absl::Status reloaded = server->ReloadApiKeys();  // logged by the server
+    std::cout << "tandem-cloud: SIGHUP, API keys "
+              << (reloaded.ok() ? "reloaded" : "kept: " + std::string(reloaded.message()))
+              << std::endl;
+  }
   std::cout << "tandem-cloud: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
             << ", shutting down" << std::endl;
   server->Shutdown(grace);

@@ -12,16 +12,16 @@ namespace tandem::flags {
 namespace {
 
 // Quoted so that an empty or space-padded value is visible in the message.
-std::string Quote(std::string_view text) { return absl::StrCat("'", text, "'"); }
+std::string Quote(absl::string_view text) { return absl::StrCat("'", text, "'"); }
 
-absl::Status OutOfRange(std::string_view what, std::string_view text, std::string_view min,
-                        std::string_view max) {
+absl::Status OutOfRange(absl::string_view what, absl::string_view text, absl::string_view min,
+                        absl::string_view max) {
   return absl::InvalidArgumentError(absl::StrCat(what, " ", Quote(text), " is out of range: ",
                                                  "must be in [", min, ", ", max, "]"));
 }
 
 // An optional sign followed by one or more digits and nothing else.
-bool LooksLikeInteger(std::string_view text) {
+bool LooksLikeInteger(absl::string_view text) {
   size_t i = (!text.empty() && (text[0] == '-' || text[0] == '+')) ? 1 : 0;
   if (i == text.size()) return false;
   for (; i < text.size(); ++i) {
@@ -30,14 +30,14 @@ bool LooksLikeInteger(std::string_view text) {
   return true;
 }
 
-absl::Status NotAnInteger(std::string_view what, std::string_view text) {
+absl::Status NotAnInteger(absl::string_view what, absl::string_view text) {
   return absl::InvalidArgumentError(
       absl::StrCat(what, " must be an integer, got ", Quote(text)));
 }
 
 }  // namespace
 
-absl::StatusOr<int64_t> ParseInt(std::string_view what, std::string_view text, int64_t min,
+absl::StatusOr<int64_t> ParseInt(absl::string_view what, absl::string_view text, int64_t min,
                                  int64_t max) {
   if (!LooksLikeInteger(text)) return NotAnInteger(what, text);
   int64_t v = 0;
@@ -48,7 +48,7 @@ absl::StatusOr<int64_t> ParseInt(std::string_view what, std::string_view text, i
   return v;
 }
 
-absl::StatusOr<uint64_t> ParseUint(std::string_view what, std::string_view text, uint64_t min,
+absl::StatusOr<uint64_t> ParseUint(absl::string_view what, absl::string_view text, uint64_t min,
                                    uint64_t max) {
   if (!LooksLikeInteger(text)) return NotAnInteger(what, text);
   uint64_t v = 0;
@@ -58,7 +58,7 @@ absl::StatusOr<uint64_t> ParseUint(std::string_view what, std::string_view text,
   return v;
 }
 
-absl::StatusOr<double> ParseDouble(std::string_view what, std::string_view text, double min,
+absl::StatusOr<double> ParseDouble(absl::string_view what, absl::string_view text, double min,
                                    double max) {
   double v = 0;
   const bool parsed = absl::SimpleAtod(text, &v);
@@ -74,9 +74,9 @@ absl::StatusOr<double> ParseDouble(std::string_view what, std::string_view text,
   return v;
 }
 
-absl::StatusOr<int64_t> ParseBytes(std::string_view what, std::string_view text, int64_t min,
+absl::StatusOr<int64_t> ParseBytes(absl::string_view what, absl::string_view text, int64_t min,
                                    int64_t max) {
-  std::string_view digits = text;
+  absl::string_view digits = text;
   int shift = 0;
   if (!digits.empty()) {
     switch (absl::ascii_toupper(static_cast<unsigned char>(digits.back()))) {

@@ -9,7 +9,7 @@ namespace {
 
 constexpr int64_t kLastCode = static_cast<int64_t>(absl::StatusCode::kUnauthenticated);  // 16
 
-std::string WithContext(std::string_view context, std::string_view message) {
+std::string WithContext(absl::string_view context, absl::string_view message) {
   return context.empty() ? std::string(message) : absl::StrCat(context, message);
 }
 
@@ -27,7 +27,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
       std::string(status.message()));
 }
 
-absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view context) {
+absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view context) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(StatusCodeFromWire(static_cast<int64_t>(status.error_code())),
                       WithContext(context, status.error_message()));
@@ -40,7 +40,7 @@ void ToProto(const absl::Status& status, uint64_t request_id, bool fatal, Error*
   out->set_fatal(fatal);
 }
 
-absl::Status FromProto(const Error& error, std::string_view context) {
+absl::Status FromProto(const Error& error, absl::string_view context) {
   absl::StatusCode code = StatusCodeFromWire(error.code());
   // An Error always means failure, even if a peer sent code 0.
   if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;

@@ -9,7 +9,7 @@
 #define TANDEM_PROTO_STATUS_CONVERT_H_
 
 #include <cstdint>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include <grpcpp/support/status.h>
 
@@ -25,12 +25,12 @@ absl::StatusCode StatusCodeFromWire(int64_t code);
 grpc::Status ToGrpcStatus(const absl::Status& status);
 // The absl::Status of a finished call; `context` prefixes the message
 // ("cloud: ...") when not empty.
-absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view context = "");
+absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view context = "");
 
 // Fills an Error message. `request_id` 0 = not about one request.
 void ToProto(const absl::Status& status, uint64_t request_id, bool fatal, Error* out);
 // The Error message as a status; `context` prefixes the message when not empty.
-absl::Status FromProto(const Error& error, std::string_view context = "");
+absl::Status FromProto(const Error& error, absl::string_view context = "");
 
 }  // namespace tandem::wire
 

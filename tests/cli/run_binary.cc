@@ -22,13 +22,8 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
-}  // namespace
-
-RunResult RunBinary(const std::vector<std::string>& argv, absl::Duration timeout) {
-  TempDir dir;
-  const std::string out_path = (dir.path() / "out").string();
-  const std::string err_path = (dir.path() / "err").string();
-  RunResult result;
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
+            const std::string& err_path) {
   const pid_t pid = fork();
   if (pid == 0) {
     const int in = open("/dev/null", O_RDONLY);
@@ -45,6 +40,11 @@ RunResult RunBinary(const std::vector<std::string>& argv, absl::Duration timeout
     std::perror("execv");
     _exit(127);
   }
+  return pid;
+}
+
+// Waits for `pid` with a deadline (polling), killing it when the deadline passes.
+void Reap(pid_t pid, absl::Duration timeout, RunResult* result) {
   int status = 0;
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
@@ -53,18 +53,60 @@ RunResult RunBinary(const std::vector<std::string>& argv, absl::Duration timeout
     if (absl::Now() > deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      result.timed_out = true;
-      break;
+      result->timed_out = true;
+      return;
     }
     absl::SleepFor(absl::Milliseconds(10));
   }
-  if (!result.timed_out) {
-    if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
-  }
+  if (WIFEXITED(status)) result->exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result->signal = WTERMSIG(status);
+}
+
+}  // namespace
+
+RunResult RunBinary(const std::vector<std::string>& argv, absl::Duration timeout) {
+  TempDir dir;
+  const std::string out_path = (dir.path() / "out").string();
+  const std::string err_path = (dir.path() / "err").string();
+  RunResult result;
+  Reap(Spawn(argv, out_path, err_path), timeout, &result);
   result.out = ReadAll(out_path);
   result.err = ReadAll(err_path);
   return result;
 }
+
+struct BackgroundProcess::Files {
+  TempDir dir;
+  std::string out = (dir.path() / "out").string();
+  std::string err = (dir.path() / "err").string();
+};
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv)
+    : files_(std::make_unique<Files>()) {
+  pid_ = Spawn(argv, files_->out, files_->err);
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (!done_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void BackgroundProcess::Signal(int signal) {
+  if (!done_) kill(pid_, signal);
+}
+
+RunResult BackgroundProcess::Wait(absl::Duration timeout) {
+  RunResult result;
+  Reap(pid_, timeout, &result);
+  done_ = true;
+  result.out = out();
+  result.err = err();
+  return result;
+}
+
+std::string BackgroundProcess::out() const { return ReadAll(files_->out); }
+std::string BackgroundProcess::err() const { return ReadAll(files_->err); }
 
 }  // namespace tandem::testing

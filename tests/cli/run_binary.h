@@ -4,6 +4,9 @@
 #ifndef TANDEM_TESTS_CLI_RUN_BINARY_H_
 #define TANDEM_TESTS_CLI_RUN_BINARY_H_
 
+#include <sys/types.h>
+
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,27 @@ struct RunResult {
 // argv[0] is the program's path. Stdin is /dev/null.
 RunResult RunBinary(const std::vector<std::string>& argv,
                     absl::Duration timeout = absl::Seconds(60));
+
+// A program running in the background (a server), killed with SIGKILL by the
+// destructor if still running.
+class BackgroundProcess {
+ public:
+  explicit BackgroundProcess(const std::vector<std::string>& argv);
+  ~BackgroundProcess();
+  pid_t pid() const { return pid_; }
+  void Signal(int signal);
+  // Waits up to `timeout` for it to end.
+  RunResult Wait(absl::Duration timeout);
+  // What it wrote so far.
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  struct Files;
+  std::unique_ptr<Files> files_;
+  pid_t pid_ = -1;
+  bool done_ = false;
+};
 
 }  // namespace tandem::testing
 

@@ -5,7 +5,7 @@
 #include <limits>
 #include <sstream>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -39,7 +39,8 @@ class ContinuationService final : public wire::Continuation::Service {
   explicit ContinuationService(ServiceContext* service) : service_(service) {}
 
   grpc::Status Session(grpc::ServerContext* context, ServerStream* stream) override {
-    absl::StatusOr<std::string> identity = Authenticate(*context);
+    std::string key;
+    absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
@@ -48,7 +49,7 @@ class ContinuationService final : public wire::Continuation::Service {
     if (service_->draining.load()) {
       return wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     }
-    Register(context);
+    Register(context, key);
     ++service_->counters.streams_opened;
     ++service_->counters.streams_active;
     grpc::Status status;
@@ -63,7 +64,8 @@ class ContinuationService final : public wire::Continuation::Service {
 
   grpc::Status Stats(grpc::ServerContext* context, const wire::StatsRequest*,
                      wire::StatsReply* reply) override {
-    absl::StatusOr<std::string> identity = Authenticate(*context);
+    std::string key;
+    absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
       return wire::ToGrpcStatus(identity.status());
@@ -77,25 +79,67 @@ class ContinuationService final : public wire::Continuation::Service {
   // Cancels every active stream (end of a graceful shutdown).
   void CancelAll() {
     absl::MutexLock lock(&mu_);
-    for (grpc::ServerContext* context : active_) context->TryCancel();
+    for (const auto& [context, key] : active_) context->TryCancel();
+  }
+
+  // Ends the streams opened with a key the store no longer holds.
+  void CancelRevoked() {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [context, key] : active_) {
+      if (!key.empty() && !service_->keys->Valid(key)) {
+        service_->log.Warn("stream_revoked", {{"peer", context->peer()}});
+        context->TryCancel();
+      }
+    }
+  }
+
+  // After the key set may have changed: log, and end revoked keys' streams.
+  void AfterReload(const absl::Status& status, const char* trigger) {
+    if (!status.ok()) {
+      service_->log.Warn("api_keys_reload_failed",
+                         {{"trigger", trigger}, {"message", status.message()}});
+      return;
+    }
+    service_->log.Info("api_keys_reloaded",
+                       {{"trigger", trigger}, {"generation", service_->keys->generation()}});
+    CancelRevoked();
   }
 
  private:
-  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context) const {
-    const auto& keys = service_->options.api_keys;
-    if (keys.empty()) return std::string("anonymous");
+  // The caller's identity: its API key's when keys are configured (`*key`
+  // receives the key), else its client certificate's common name under mutual
+  // TLS, else "anonymous".
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context, std::string* key) {
+    ApiKeyStore& keys = *service_->keys;
+    if (!keys.enabled()) return PeerIdentity(context);
     auto range = context.client_metadata().equal_range("authorization");
     for (auto it = range.first; it != range.second; ++it) {
       std::string value(it->second.data(), it->second.size());
       if (!absl::StartsWith(value, "Bearer ")) continue;
-      auto key = keys.find(value.substr(7));
-      if (key != keys.end()) return key->second;
+      ApiKeyStore::ReloadResult reload;
+      absl::StatusOr<std::string> identity = keys.Identify(value.substr(7), &reload);
+      if (reload.attempted) AfterReload(reload.status, "file_changed");
+      if (identity.ok()) {
+        *key = value.substr(7);
+        return identity;
+      }
     }
     return absl::UnauthenticatedError("a valid API key is required (authorization: Bearer <key>)");
   }
-  void Register(grpc::ServerContext* context) {
+  std::string PeerIdentity(const grpc::ServerContext& context) const {
+    if (!service_->options.tls_client_ca_file.empty()) {
+      std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+      if (auth != nullptr) {
+        for (const grpc::string_ref& cn : auth->FindPropertyValues("x509_common_name")) {
+          return absl::StrCat("x509:", std::string(cn.data(), cn.size()));
+        }
+      }
+    }
+    return "anonymous";
+  }
+  void Register(grpc::ServerContext* context, const std::string& key) {
     absl::MutexLock lock(&mu_);
-    active_.insert(context);
+    active_[context] = key;
   }
   void Unregister(grpc::ServerContext* context) {
     absl::MutexLock lock(&mu_);
@@ -105,7 +149,8 @@ class ContinuationService final : public wire::Continuation::Service {
   ServiceContext* service_;
   std::function<std::string()> metrics_text_;
   absl::Mutex mu_;
-  std::unordered_set<grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
+  // Active streams and the API key each was opened with ("" = none).
+  std::unordered_map<grpc::ServerContext*, std::string> active_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -187,6 +232,13 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
   }
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "mutual TLS (a client CA file) needs the server's own certificate and key");
+  }
+  absl::StatusOr<std::unique_ptr<ApiKeyStore>> keys =
+      ApiKeyStore::Create(options.api_keys, options.api_keys_file);
+  if (!keys.ok()) return keys.status();
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert_file.empty()) {
     absl::StatusOr<std::string> cert = ReadFile(options.tls_cert_file);
@@ -195,6 +247,12 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
     if (!key.ok()) return key.status();
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!options.tls_client_ca_file.empty()) {
+      absl::StatusOr<std::string> client_ca = ReadFile(options.tls_client_ca_file);
+      if (!client_ca.ok()) return client_ca.status();
+      ssl.pem_root_certs = *client_ca;
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
     credentials = grpc::SslServerCredentials(ssl);
   }
 
@@ -204,6 +262,7 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   impl.service = std::make_unique<ServiceContext>(options.log);
   impl.service->model = model;
   impl.service->options = options;
+  impl.service->keys = std::move(*keys);
   impl.service->contexts = std::make_unique<ContextManager>(model, options.limits);
   impl.grpc_service = std::make_unique<ContinuationService>(impl.service.get());
   CloudServer* self = server.get();
@@ -244,7 +303,8 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
                           {"fingerprint", FingerprintHex(model->fingerprint())},
                           {"token_resync", model->can_embed()},
                           {"tls", !options.tls_cert_file.empty()},
-                          {"auth", !options.api_keys.empty()},
+                          {"auth", impl.service->keys->enabled()},
+                          {"mutual_tls", !options.tls_client_ca_file.empty()},
                           {"memory_budget_bytes", options.limits.memory_budget_bytes}});
   if (options.stats_interval > absl::ZeroDuration()) {
     impl.stats_thread = std::thread([self, &impl, interval = options.stats_interval] {
@@ -294,6 +354,12 @@ void CloudServer::Shutdown(absl::Duration grace) {
   if (impl.stats_thread.joinable()) impl.stats_thread.join();
   impl.service->log.Info("server_stopped", {{"drained", drained}});
   impl.stopped.Notify();
+}
+
+absl::Status CloudServer::ReloadApiKeys() {
+  absl::Status status = impl_->service->keys->Reload();
+  impl_->grpc_service->AfterReload(status, "reload");
+  return status;
 }
 
 void CloudServer::Wait() { impl_->stopped.WaitForNotification(); }

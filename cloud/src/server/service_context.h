@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "server/api_keys.h"
 #include "server/structured_log.h"
 #include "tandem/cloud/cloud_model.h"
 #include "tandem/cloud/context_manager.h"
@@ -32,6 +33,7 @@ struct ServiceContext {
   std::shared_ptr<const CloudModel> model;
   std::unique_ptr<ContextManager> contexts;
   ServerOptions options;
+  std::unique_ptr<ApiKeyStore> keys;
   ServerCounters counters;
   StructuredLog log{nullptr};
   std::atomic<bool> draining{false};

@@ -16,7 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <type_traits>
 #include <vector>
 
@@ -27,16 +27,16 @@ namespace tandem::flags {
 
 // Parses `text` as a base-10 integer in [min, max] (both inclusive).
 // `what` names the value in the error ("--port", "exit layer in --exits").
-absl::StatusOr<int64_t> ParseInt(std::string_view what, std::string_view text, int64_t min,
+absl::StatusOr<int64_t> ParseInt(absl::string_view what, absl::string_view text, int64_t min,
                                  int64_t max);
-absl::StatusOr<uint64_t> ParseUint(std::string_view what, std::string_view text, uint64_t min,
+absl::StatusOr<uint64_t> ParseUint(absl::string_view what, absl::string_view text, uint64_t min,
                                    uint64_t max);
 // A finite decimal number in [min, max] ("nan", "inf" are refused).
-absl::StatusOr<double> ParseDouble(std::string_view what, std::string_view text, double min,
+absl::StatusOr<double> ParseDouble(absl::string_view what, absl::string_view text, double min,
                                    double max);
 // A byte count: an integer with an optional binary suffix K, M, G or T
 // (1K = 1024), in [min, max]; overflow is out of range, not wrap-around.
-absl::StatusOr<int64_t> ParseBytes(std::string_view what, std::string_view text, int64_t min,
+absl::StatusOr<int64_t> ParseBytes(absl::string_view what, absl::string_view text, int64_t min,
                                    int64_t max);
 
 class Flags {
