@@ -11,7 +11,7 @@ PACKAGES=(
   libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev pybind11-dev
   python3-torch python3-pybind11 python3-pytest python3-numpy python3-dev python3-matplotlib
   libopenblas0-pthread nlohmann-json3-dev libhwy-dev
-  openssl
+  openssl prometheus-cpp-dev
 )
 # npm (for test data) comes with the machine's Node.js; Debian's only if absent.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

@@ -45,6 +45,8 @@ constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
   --tls-key FILE           PEM private key
   --tls-client-ca FILE     mutual TLS: clients must present a certificate signed by a CA
                            in FILE (without --api-keys, its common name is the identity)
+  --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics (HOST:PORT or a
+                           port on 127.0.0.1; off by default; unauthenticated)
   --threads N              compute threads (default 2)
   --stats-interval T       log a stats line every T seconds (default 60; 0 = never)
   --grace-seconds T        drain time on SIGTERM (default 10)
@@ -75,7 +77,7 @@ absl::Status Run(int argc, char** argv) {
       argc - 1, argv + 1,
       {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
-       "tls-cert", "tls-key", "tls-client-ca", "threads", "stats-interval", "grace-seconds",
+       "tls-cert", "tls-key", "tls-client-ca", "metrics-listen", "threads", "stats-interval", "grace-seconds",
        "print-stats", "api-key"},
       {"no-token-resync", "quiet", "help"});
   if (!parsed.ok()) return parsed.status();
@@ -114,6 +116,17 @@ absl::Status Run(int argc, char** argv) {
   options.tls_cert_file = flags.Get("tls-cert");
   options.tls_key_file = flags.Get("tls-key");
   options.tls_client_ca_file = flags.Get("tls-client-ca");
+  if (flags.Has("metrics-listen")) {
+    // HOST:PORT, or just PORT (loopback).
+    const std::string metrics = flags.Get("metrics-listen");
+    if (metrics.find(':') == std::string::npos) {
+      TANDEM_ASSIGN_OR_RETURN(int metrics_port,
+                              tandem::flags::ParseInt("--metrics-listen", metrics, 0, 65535));
+      options.metrics_address = absl::StrCat("127.0.0.1:", metrics_port);
+    } else {
+      options.metrics_address = metrics;
+    }
+  }
   TANDEM_ASSIGN_OR_RETURN(options.stats_interval,
                           flags.GetSeconds("stats-interval", 60, 0, 365 * 24 * 3600.0));
   TANDEM_ASSIGN_OR_RETURN(absl::Duration grace,
@@ -137,6 +150,10 @@ absl::Status Run(int argc, char** argv) {
     std::ofstream(flags.Get("port-file")) << server->port() << "\n";
   }
   std::cout << "tandem-cloud listening on " << server->address() << std::endl;
+  if (server->metrics_port() > 0) {
+    std::cout << "tandem-cloud metrics on port " << server->metrics_port() << " (/metrics)"
+              << std::endl;
+  }
   int received = 0;
   while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
     absl::Status reloaded = server->ReloadApiKeys();  // logged by the server

@@ -87,10 +87,8 @@ int main(int argc, char** argv) {
       flags.ok() ? flags->GetInt<int32_t>("tokens", 48, 0, 1 << 20) : flags.status();
   if (!tokens.ok()) {
     std::cerr << "quickstart: " << tokens.status().message()
-              << "
-usage: quickstart [--model DIR] [--prompt TEXT] [--tokens N] [--codec int8]"
-                 " [--server PATH]
-";
+              << "\nusage: quickstart [--model DIR] [--prompt TEXT] [--tokens N] [--codec int8]"
+                 " [--server PATH]\n";
     return 2;
   }
   const std::string model = flags->Get("model", "models/tandem-tiny");

@@ -38,15 +38,19 @@ class ContinuationService final : public wire::Continuation::Service {
  public:
   explicit ContinuationService(ServiceContext* service) : service_(service) {}
 
-  grpc::Status Session(grpc::ServerContext* context, ServerStream* stream) override {
+  grpc::Status Session(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<wire::ServerMessage, wire::ClientMessage>* stream)
+      override {
     std::string key;
     absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
+      service_->CountRefusal(identity.status().code());
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
       return wire::ToGrpcStatus(identity.status());
     }
     if (service_->draining.load()) {
+      service_->CountRefusal(absl::StatusCode::kUnavailable);
       return wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     }
     Register(context, key);
@@ -68,6 +72,7 @@ class ContinuationService final : public wire::Continuation::Service {
     absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
+      service_->CountRefusal(identity.status().code());
       return wire::ToGrpcStatus(identity.status());
     }
     reply->set_text(metrics_text_ ? metrics_text_() : "");
@@ -266,7 +271,15 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   impl.service->contexts = std::make_unique<ContextManager>(model, options.limits);
   impl.grpc_service = std::make_unique<ContinuationService>(impl.service.get());
   CloudServer* self = server.get();
+  impl.service->metrics = std::make_unique<ServerMetrics>([self] { return self->stats(); });
   impl.grpc_service->set_metrics_text([self] { return self->MetricsText(); });
+  if (!options.metrics_address.empty()) {
+    absl::Status serving = impl.service->metrics->Serve(options.metrics_address);
+    if (!serving.ok()) {
+      server->impl_.reset();
+      return serving;
+    }
+  }
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, credentials, &impl.port);
@@ -305,6 +318,7 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
                           {"tls", !options.tls_cert_file.empty()},
                           {"auth", impl.service->keys->enabled()},
                           {"mutual_tls", !options.tls_client_ca_file.empty()},
+                          {"metrics_port", impl.service->metrics->port()},
                           {"memory_budget_bytes", options.limits.memory_budget_bytes}});
   if (options.stats_interval > absl::ZeroDuration()) {
     impl.stats_thread = std::thread([self, &impl, interval = options.stats_interval] {
@@ -382,34 +396,9 @@ ServerStats CloudServer::stats() const {
   return s;
 }
 
-std::string CloudServer::MetricsText() const {
-  const ServerStats s = stats();
-  std::string out;
-  auto metric = [&out](absl::string_view name, absl::string_view type, absl::string_view help,
-                       double value) {
-    absl::StrAppend(&out, "# HELP tandem_", name, " ", help, "\n# TYPE tandem_", name, " ", type,
-                    "\ntandem_", name, " ", value, "\n");
-  };
-  metric("sessions", "gauge", "sessions held", s.context.sessions);
-  metric("streams_active", "gauge", "open session streams", s.streams_active);
-  metric("memory_bytes", "gauge", "KV caches + queued rows", s.context.memory_bytes);
-  metric("queued_rows", "gauge", "uploaded rows not yet run", s.context.queued_rows);
-  metric("streams_opened_total", "counter", "session streams accepted", s.streams_opened);
-  metric("sessions_evicted_total", "counter", "sessions evicted (memory, LRU)", s.context.evicted);
-  metric("sessions_expired_total", "counter", "sessions expired (idle TTL)", s.context.expired);
-  metric("tokens_served_total", "counter", "Continue answers", s.context.tokens_served);
-  metric("rows_received_total", "counter", "context rows accepted", s.context.rows_received);
-  metric("rows_run_total", "counter", "rows run through the cloud layers", s.context.rows_run);
-  metric("batches_total", "counter", "scheduler iterations", s.context.batches);
-  metric("compute_seconds_total", "counter", "scheduler time in the model",
-         s.context.compute_seconds);
-  metric("bytes_in_total", "counter", "client message bytes", s.bytes_in);
-  metric("bytes_out_total", "counter", "server message bytes", s.bytes_out);
-  metric("resyncs_total", "counter", "ResyncRequired sent", s.resyncs_sent);
-  metric("errors_total", "counter", "Error messages sent", s.errors_sent);
-  metric("auth_failures_total", "counter", "calls refused for a bad API key", s.auth_failures);
-  return out;
-}
+std::string CloudServer::MetricsText() const { return impl_->service->metrics->Text(); }
+
+int CloudServer::metrics_port() const { return impl_->service->metrics->port(); }
 
 ContextManager& CloudServer::contexts() { return *impl_->service->contexts; }
 

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "server/api_keys.h"
+#include "server/metrics.h"
 #include "server/structured_log.h"
 #include "tandem/cloud/cloud_model.h"
 #include "tandem/cloud/context_manager.h"
@@ -34,11 +35,16 @@ struct ServiceContext {
   std::unique_ptr<ContextManager> contexts;
   ServerOptions options;
   std::unique_ptr<ApiKeyStore> keys;
+  std::unique_ptr<ServerMetrics> metrics;  // may be null (tests, fuzzing)
   ServerCounters counters;
   StructuredLog log{nullptr};
   std::atomic<bool> draining{false};
 
   explicit ServiceContext(std::ostream* log_stream) : log(log_stream) {}
+
+  void CountRefusal(absl::StatusCode code) {
+    if (metrics != nullptr) metrics->CountRefusal(code);
+  }
 };
 
 }  // namespace tandem::cloud

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/outbox.h"
 #include "tandem/fingerprint.h"
 #include "status_convert.h"
@@ -42,6 +43,7 @@ void SessionStream::SendError(const absl::Status& status, uint64_t request_id, b
   wire::ServerMessage message;
   wire::ToProto(status, request_id, fatal, message.mutable_error());
   ++service_->counters.errors_sent;
+  service_->CountRefusal(status.code());
   service_->log.Warn("stream_error", {{"session", session_id_},
                                       {"identity", identity_},
                                       {"code", absl::StatusCodeToString(status.code())},
@@ -206,9 +208,10 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
   const uint64_t request_id = request.request_id();
   std::shared_ptr<Outbox> outbox = outbox_;
   ServiceContext* service = service_;
+  const absl::Time received = absl::Now();
   absl::Status status = service_->contexts->Continue(
       session_id_, identity_, request.position(), *row,
-      [outbox, service, request_id](absl::StatusOr<ContinueResult> result) {
+      [outbox, service, request_id, received](absl::StatusOr<ContinueResult> result) {
         wire::ServerMessage message;
         if (result.ok()) {
           wire::Token* token = message.mutable_token();
@@ -218,9 +221,14 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
           token->set_probability(result->probability);
           token->set_compute_ms(static_cast<float>(result->compute_seconds * 1e3));
           ++service->counters.tokens_sent;
+          if (service->metrics != nullptr) {
+            service->metrics->ObserveToken(result->compute_seconds,
+                                           absl::ToDoubleSeconds(absl::Now() - received));
+          }
         } else {
           wire::ToProto(result.status(), request_id, /*fatal=*/false, message.mutable_error());
           ++service->counters.errors_sent;
+          service->CountRefusal(result.status().code());
         }
         outbox->Send(std::move(message));
       });

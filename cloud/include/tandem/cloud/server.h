@@ -61,6 +61,12 @@ struct ServerOptions {
   // (the handshake fails otherwise); without API keys a client's identity is
   // then "x509:<its certificate's common name>". Needs tls_cert_file/key_file.
   std::string tls_client_ca_file;
+  // Prometheus metrics over HTTP (GET /metrics) on this "host:port" (port 0 =
+  // a free one, see CloudServer::metrics_port()); empty = off (the default).
+  // Counters and gauges of stats(), latency histograms (compute per token,
+  // queue wait, Continue latency) and refusals by reason. Bind it to an
+  // operator-only interface: it is unauthenticated.
+  std::string metrics_address;
   // A stats line is logged this often (0 = never).
   absl::Duration stats_interval = absl::ZeroDuration();
   // Structured log (one JSON object per line); nullptr = no logging.
@@ -121,8 +127,11 @@ class CloudServer {
   void Wait();
 
   ServerStats stats() const;
-  // Prometheus text exposition of stats() (also served by the Stats RPC).
+  // Prometheus text exposition of the metrics (as served at /metrics and by
+  // the Stats RPC).
   std::string MetricsText() const;
+  // The /metrics port; 0 when ServerOptions::metrics_address is empty.
+  int metrics_port() const;
   ContextManager& contexts();
 
  private:
