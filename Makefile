@@ -1,7 +1,7 @@
 # Two commands for a new user (each installs what is missing, then builds):
 #   make test   - every test (C++ GoogleTest + pytest, through CTest)
 #   make demo   - edge + cloud collaborating on the shipped model (loopback)
-# Other targets: deps, build, bench, bench-suite, install, install-python, asan-test, clean.
+# Other targets: deps, build, bench, bench-suite, install, install-python, asan-test, fuzz, clean.
 BUILD      ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= 2
@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench bench-suite install install-python asan-test clean
+.PHONY: all deps configure build test demo bench bench-suite install install-python asan-test fuzz clean
 
 all: build
 
@@ -67,5 +67,11 @@ asan-test: deps
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
 
+# libFuzzer targets with clang + ASan/UBSan, FUZZ_SECONDS each (not CI).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	tools/install_fuzz_deps.sh
+	BUILD=$(BUILD)-fuzz JOBS=$(JOBS) tools/fuzz.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

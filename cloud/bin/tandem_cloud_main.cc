@@ -4,19 +4,20 @@
 //
 // Prints "tandem-cloud listening on HOST:PORT" on stdout once it accepts
 // connections; SIGINT / SIGTERM shut it down gracefully (refuse new sessions,
-// answer in-flight requests for up to --grace-seconds, close every stream).
+// answer in-flight requests for up to --grace-seconds, close every stream);
+// SIGHUP re-reads the --api-keys file.
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <string>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "flags.h"
 #include <grpcpp/grpcpp.h>
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "tandem/cloud/server.h"
+#include "tandem/flags.h"
 #include "tandem/status_macros.h"
 #include "tandem/threads.h"
 
@@ -27,41 +28,31 @@ constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
 
   --model DIR              Hugging Face checkpoint directory (required)
   --split S                layers [S, L) run here; default: the checkpoint's exits.json split
-  --listen HOST            address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
+  --listen HOST            address to bind (default 127.0.0.1; 0.0.0.0 for every interface;
+                           IPv6 as ::1 or [::1])
   --port P                 port (default 50051; 0 picks a free one)
   --port-file FILE         write the bound port to FILE once listening
   --max-sessions N         sessions held at once (default 1024)
-  --memory-budget BYTES    KV caches + queued rows over all sessions (default 1073741824);
-                           suffixes K, M, G accepted
+  --memory-budget BYTES    KV caches + queued rows over all sessions (default 1G);
+                           suffixes K, M, G, T accepted (1K = 1024)
   --max-positions N        positions per session (default: the model's context)
   --ttl-seconds T          drop sessions idle this long (default 600)
-  --max-message-bytes N    larger messages are refused (default 4194304)
+  --max-message-bytes N    larger messages are refused (default 4M; 1K to 2147483647)
   --max-batch-rows N       rows per scheduler iteration (default 256)
-  --api-keys FILE          require API keys: lines of `identity key`
+  --api-keys FILE          require API keys: lines of `identity key`; re-read when the
+                           file changes and on SIGHUP (revoked keys are refused at once)
   --tls-cert FILE          PEM certificate (with --tls-key: serve TLS)
   --tls-key FILE           PEM private key
+  --tls-client-ca FILE     mutual TLS: clients must present a certificate signed by a CA
+                           in FILE (without --api-keys, its common name is the identity)
+  --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics (HOST:PORT or a
+                           port on 127.0.0.1; off by default; unauthenticated)
   --threads N              compute threads (default 2)
   --stats-interval T       log a stats line every T seconds (default 60; 0 = never)
   --grace-seconds T        drain time on SIGTERM (default 10)
   --no-token-resync        do not load layers [0, S): edges must resync with hidden states
   --quiet                  no structured log on stderr
 )";
-
-absl::StatusOr<int64_t> ParseBytes(std::string text) {
-  int64_t scale = 1;
-  if (!text.empty()) {
-    const char suffix = text.back();
-    if (suffix == 'K' || suffix == 'k') scale = int64_t{1} << 10;
-    if (suffix == 'M' || suffix == 'm') scale = int64_t{1} << 20;
-    if (suffix == 'G' || suffix == 'g') scale = int64_t{1} << 30;
-    if (scale != 1) text.pop_back();
-  }
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(text, &value) || value <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("not a byte count: '", text, "'"));
-  }
-  return value * scale;
-}
 
 // Asks a running server for its counters (the Stats RPC) and prints them.
 absl::Status PrintStats(const std::string& address, const std::string& api_key) {
@@ -81,13 +72,13 @@ absl::Status PrintStats(const std::string& address, const std::string& api_key) 
 }
 
 absl::Status Run(int argc, char** argv) {
-  using tandem::cli::Flags;
+  using tandem::flags::Flags;
   absl::StatusOr<Flags> parsed = Flags::Parse(
       argc - 1, argv + 1,
       {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
-       "tls-cert", "tls-key", "threads", "stats-interval", "grace-seconds", "print-stats",
-       "api-key"},
+       "tls-cert", "tls-key", "tls-client-ca", "metrics-listen", "threads", "stats-interval", "grace-seconds",
+       "print-stats", "api-key"},
       {"no-token-resync", "quiet", "help"});
   if (!parsed.ok()) return parsed.status();
   const Flags& flags = *parsed;
@@ -101,28 +92,47 @@ absl::Status Run(int argc, char** argv) {
   tandem::cloud::ServerOptions options;
   options.model.model_dir = flags.Get("model");
   options.model.token_resync = !flags.Has("no-token-resync");
-  TANDEM_ASSIGN_OR_RETURN(options.model.split, flags.GetInt("split", 0));
-  TANDEM_ASSIGN_OR_RETURN(int64_t port, flags.GetInt("port", 50051));
-  if (port < 0 || port > 65535) return absl::InvalidArgumentError("--port must be in [0, 65535]");
-  options.listen_address = absl::StrCat(flags.Get("listen", "127.0.0.1"), ":", port);
-  TANDEM_ASSIGN_OR_RETURN(options.limits.max_sessions, flags.GetInt("max-sessions", 1024));
-  TANDEM_ASSIGN_OR_RETURN(options.limits.memory_budget_bytes,
-                          ParseBytes(flags.Get("memory-budget", "1073741824")));
-  TANDEM_ASSIGN_OR_RETURN(options.limits.max_positions, flags.GetInt("max-positions", 0));
-  TANDEM_ASSIGN_OR_RETURN(double ttl, flags.GetDouble("ttl-seconds", 600));
-  options.limits.idle_ttl = absl::Seconds(ttl);
-  TANDEM_ASSIGN_OR_RETURN(options.limits.max_batch_rows, flags.GetInt("max-batch-rows", 256));
-  TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes, flags.GetInt("max-message-bytes", 4 << 20));
-  if (flags.Has("api-keys")) {
-    TANDEM_ASSIGN_OR_RETURN(options.api_keys, tandem::cloud::ReadApiKeyFile(flags.Get("api-keys")));
-  }
+  // Every number is range-checked here; a value out of range is refused naming
+  // what was typed (never narrowed: --max-message-bytes goes to gRPC as an int).
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  TANDEM_ASSIGN_OR_RETURN(options.model.split, flags.GetInt<int64_t>("split", 0, 0, 4096));
+  TANDEM_ASSIGN_OR_RETURN(int port, flags.GetInt<int>("port", 50051, 0, 65535));
+  TANDEM_ASSIGN_OR_RETURN(options.listen_address,
+                          tandem::cloud::ListenAddress(flags.Get("listen", "127.0.0.1"), port));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_sessions,
+                          flags.GetInt<int64_t>("max-sessions", 1024, 1, 1 << 24));
+  TANDEM_ASSIGN_OR_RETURN(
+      options.limits.memory_budget_bytes,
+      flags.GetBytes("memory-budget", int64_t{1} << 30, 1 << 20, int64_t{1} << 50));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_positions,
+                          flags.GetInt<int64_t>("max-positions", 0, 0, kInt32Max));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.idle_ttl,
+                          flags.GetSeconds("ttl-seconds", 600, 0, 365 * 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_batch_rows,
+                          flags.GetInt<int64_t>("max-batch-rows", 256, 1, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes,
+                          flags.GetBytes("max-message-bytes", 4 << 20, 1024, kInt32Max));
+  options.api_keys_file = flags.Get("api-keys");
   options.tls_cert_file = flags.Get("tls-cert");
   options.tls_key_file = flags.Get("tls-key");
-  TANDEM_ASSIGN_OR_RETURN(double stats_interval, flags.GetDouble("stats-interval", 60));
-  options.stats_interval = absl::Seconds(stats_interval);
-  TANDEM_ASSIGN_OR_RETURN(double grace, flags.GetDouble("grace-seconds", 10));
-  TANDEM_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 2));
-  tandem::SetComputeThreads(static_cast<int>(threads));
+  options.tls_client_ca_file = flags.Get("tls-client-ca");
+  if (flags.Has("metrics-listen")) {
+    // HOST:PORT, or just PORT (loopback).
+    const std::string metrics = flags.Get("metrics-listen");
+    if (metrics.find(':') == std::string::npos) {
+      TANDEM_ASSIGN_OR_RETURN(int metrics_port,
+                              tandem::flags::ParseInt("--metrics-listen", metrics, 0, 65535));
+      options.metrics_address = absl::StrCat("127.0.0.1:", metrics_port);
+    } else {
+      options.metrics_address = metrics;
+    }
+  }
+  TANDEM_ASSIGN_OR_RETURN(options.stats_interval,
+                          flags.GetSeconds("stats-interval", 60, 0, 365 * 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(absl::Duration grace,
+                          flags.GetSeconds("grace-seconds", 10, 0, 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(int threads, flags.GetInt<int>("threads", 2, 0, 4096));
+  tandem::SetComputeThreads(threads);
   if (!flags.Has("quiet")) options.log = &std::cerr;
 
   // Signals are taken synchronously by this thread; every other thread
@@ -131,6 +141,7 @@ absl::Status Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<tandem::cloud::CloudServer> server,
@@ -139,11 +150,20 @@ absl::Status Run(int argc, char** argv) {
     std::ofstream(flags.Get("port-file")) << server->port() << "\n";
   }
   std::cout << "tandem-cloud listening on " << server->address() << std::endl;
+  if (server->metrics_port() > 0) {
+    std::cout << "tandem-cloud metrics on port " << server->metrics_port() << " (/metrics)"
+              << std::endl;
+  }
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    absl::Status reloaded = server->ReloadApiKeys();  // logged by the server
+    std::cout << "tandem-cloud: SIGHUP, API keys "
+              << (reloaded.ok() ? "reloaded" : "kept: " + std::string(reloaded.message()))
+              << std::endl;
+  }
   std::cout << "tandem-cloud: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
             << ", shutting down" << std::endl;
-  server->Shutdown(absl::Seconds(grace));
+  server->Shutdown(grace);
   return absl::OkStatus();
 }
 

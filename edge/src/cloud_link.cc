@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -140,8 +141,15 @@ absl::StatusOr<std::unique_ptr<CloudLink>> CloudLink::Create(const CloudOptions&
   if (options.upload_batch_rows < 1) {
     return absl::InvalidArgumentError("upload_batch_rows must be >= 1");
   }
-  if (options.max_message_bytes < 1024) {
-    return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
+  if (options.max_message_bytes < 1024 ||
+      options.max_message_bytes > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes ", options.max_message_bytes, " must be in [1024, 2147483647]"));
+  }
+  if (options.tls_client_cert_file.empty() != options.tls_client_key_file.empty() ||
+      (!options.tls_client_cert_file.empty() && options.tls_root_certs_file.empty())) {
+    return absl::InvalidArgumentError(
+        "mutual TLS needs a client certificate, its key and tls_root_certs_file");
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   grpc::ChannelArguments args;
@@ -154,6 +162,15 @@ absl::StatusOr<std::unique_ptr<CloudLink>> CloudLink::Create(const CloudOptions&
     pem << in.rdbuf();
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = pem.str();
+    for (auto [path, out] : {std::pair{&options.tls_client_cert_file, &ssl.pem_cert_chain},
+                             std::pair{&options.tls_client_key_file, &ssl.pem_private_key}}) {
+      if (path->empty()) continue;
+      std::ifstream file(*path);
+      if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", *path));
+      std::stringstream text;
+      text << file.rdbuf();
+      *out = text.str();
+    }
     credentials = grpc::SslCredentials(ssl);
     if (!options.tls_server_name.empty()) {
       args.SetSslTargetNameOverride(options.tls_server_name);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/fingerprint.h"
+#include "tandem/generation_config.h"
 #include "tandem/status_macros.h"
 
 namespace tandem::edge {
@@ -198,11 +199,10 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
         "the prompt has ", prompt_ids.size(), " tokens, longer than the context of ", capacity,
         " positions (EdgeOptions::max_context, at most max_position_embeddings)"));
   }
-  std::vector<int32_t> eos_ids;
-  for (int64_t id : engine_->model().config().eos_token_ids) {
-    eos_ids.push_back(static_cast<int32_t>(id));
-  }
-  if (tokenizer_ != nullptr && tokenizer_->eos_id() >= 0) eos_ids.push_back(tokenizer_->eos_id());
+  const TokenRules rules = ResolveTokenRules(engine_->model().config(),
+                                             engine_->model().generation_config(), tokenizer_.get());
+  SamplingParams sampling = options.sampling;
+  if (sampling.vocab_limit == 0) sampling.vocab_limit = rules.vocab_limit;
 
   GenerationSummary summary;
   summary.prompt_tokens = static_cast<int64_t>(prompt_ids.size());
@@ -216,7 +216,7 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
   bool stop_string_hit = false;
 
   try {
-    absl::StatusOr<StepResult> step = sequence_->Start(prompt_ids, options.sampling);
+    absl::StatusOr<StepResult> step = sequence_->Start(prompt_ids, sampling);
     if (!step.ok()) {
       sequence_->Finish();
       if (step.status().code() == absl::StatusCode::kOutOfRange) {
@@ -229,8 +229,7 @@ absl::StatusOr<GenerationSummary> EdgeSession::Run(
     bool first = true;
     while (true) {
       const StepResult& r = *step;
-      if (options.stop_at_eos &&
-          std::find(eos_ids.begin(), eos_ids.end(), r.token) != eos_ids.end()) {
+      if (options.stop_at_eos && rules.IsStop(r.token)) {
         summary.stop_reason = StopReason::kEos;
         break;
       }

@@ -23,21 +23,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "tandem/edge/edge_session.h"
+#include "tandem/flags.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return fallback;
-}
-
 // The server binary: --server, else next to this program, else the build tree's.
-std::string ServerBinary(int argc, char** argv) {
-  std::string path = Flag(argc, argv, "server", "");
+std::string ServerBinary(const tandem::flags::Flags& flags) {
+  std::string path = flags.Get("server");
   if (!path.empty()) return path;
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -87,10 +81,19 @@ pid_t StartServer(const std::string& binary, const std::string& model, int* port
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string model = Flag(argc, argv, "model", "models/tandem-tiny");
-  const std::string prompt = Flag(argc, argv, "prompt", "And it came to pass");
-  const int tokens = std::atoi(Flag(argc, argv, "tokens", "48").c_str());
-  const std::string binary = ServerBinary(argc, argv);
+  auto flags = tandem::flags::Flags::Parse(argc - 1, argv + 1,
+                                           {"model", "prompt", "tokens", "codec", "server"}, {});
+  absl::StatusOr<int32_t> tokens =
+      flags.ok() ? flags->GetInt<int32_t>("tokens", 48, 0, 1 << 20) : flags.status();
+  if (!tokens.ok()) {
+    std::cerr << "quickstart: " << tokens.status().message()
+              << "\nusage: quickstart [--model DIR] [--prompt TEXT] [--tokens N] [--codec int8]"
+                 " [--server PATH]\n";
+    return 2;
+  }
+  const std::string model = flags->Get("model", "models/tandem-tiny");
+  const std::string prompt = flags->Get("prompt", "And it came to pass");
+  const std::string binary = ServerBinary(*flags);
 
   int port = 0;
   const pid_t server = StartServer(binary, model, &port);
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   tandem::edge::EdgeOptions options;
   options.model_dir = model;  // split, exits, thresholds: from exits.json
   options.cloud.address = "127.0.0.1:" + std::to_string(port);
-  options.cloud.codec = Flag(argc, argv, "codec", "int8");
+  options.cloud.codec = flags->Get("codec", "int8");
   int status_code = 0;
   auto session = tandem::edge::EdgeSession::Create(options);
   if (!session.ok()) {
@@ -112,7 +115,7 @@ int main(int argc, char** argv) {
     status_code = 1;
   } else {
     tandem::edge::GenerateOptions request;
-    request.max_new_tokens = tokens;
+    request.max_new_tokens = *tokens;
     std::string where;  // one letter per token: e = edge exit, C = cloud, f = edge fallback
     std::cout << "edge:  " << (*session)->engine().split() << " of "
               << (*session)->engine().model().config().num_hidden_layers

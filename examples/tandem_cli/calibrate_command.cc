@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/calibration.h"
 #include "tandem/threads.h"
 #include "token_input.h"
@@ -26,7 +26,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int RunCalibrateCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "data", "target-agreement", "split", "seq-len", "max-tokens", "threads"},
       {"help", "dry-run", "apply", "json"});
@@ -36,11 +36,11 @@ int RunCalibrateCommand(int argc, char** argv) {
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
   tandem::CalibrationOptions o;
-  auto target = flags->GetDouble("target-agreement", 0.99);
-  auto split = flags->GetInt("split", -1);
-  auto seq_len = flags->GetInt("seq-len", 256);
-  auto max_tokens = flags->GetInt("max-tokens", 0);
-  auto threads = flags->GetInt("threads", 0);
+  auto target = flags->GetDouble("target-agreement", 0.99, 0.0, 1.0);
+  auto split = flags->GetInt<int64_t>("split", -1, 1, 4096);
+  auto seq_len = flags->GetInt<int64_t>("seq-len", 256, 2, int64_t{1} << 20);
+  auto max_tokens = flags->GetInt<int64_t>("max-tokens", 0, 0, int64_t{1} << 40);
+  auto threads = flags->GetInt<int>("threads", 0, 0, 4096);
   for (const absl::Status& s : {target.status(), split.status(), seq_len.status(),
                                 max_tokens.status(), threads.status()}) {
     if (!s.ok()) return Fail(s);
@@ -49,7 +49,7 @@ int RunCalibrateCommand(int argc, char** argv) {
   o.max_layer = *split;
   o.seq_len = *seq_len;
   o.max_tokens = *max_tokens;
-  tandem::SetComputeThreads(static_cast<int>(*threads));
+  tandem::SetComputeThreads(*threads);
   const std::string dir = flags->Get("model");
   auto model = tandem::Model::Load(dir);
   if (!model.ok()) return Fail(model.status());

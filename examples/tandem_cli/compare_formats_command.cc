@@ -11,7 +11,7 @@
 #include <ATen/ATen.h>
 
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/fast_decoder.h"
 #include "tandem/model.h"
 #include "tandem/thread_pool.h"
@@ -54,7 +54,7 @@ void Accumulate(const at::Tensor& logits, const at::Tensor& reference,
 }  // namespace
 
 int RunCompareFormatsCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1, {"model", "data", "formats", "seq-len", "max-tokens", "threads"},
       {"help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("data")) {
@@ -62,13 +62,12 @@ int RunCompareFormatsCommand(int argc, char** argv) {
     std::fputs(kHelp, stderr);
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
-  auto seq_len = flags->GetInt("seq-len", 128);
-  auto max_tokens = flags->GetInt("max-tokens", 4096);
-  auto threads = flags->GetInt("threads", 0);
+  auto seq_len = flags->GetInt<int64_t>("seq-len", 128, 2, int64_t{1} << 20);
+  auto max_tokens = flags->GetInt<int64_t>("max-tokens", 4096, 1, int64_t{1} << 40);
+  auto threads = flags->GetInt<int>("threads", 0, 0, 4096);
   for (const absl::Status& s : {seq_len.status(), max_tokens.status(), threads.status()}) {
     if (!s.ok()) return Fail(s);
   }
-  if (*seq_len < 2) return Fail(absl::InvalidArgumentError("--seq-len must be >= 2"));
   std::vector<tandem::WeightFormat> formats;
   {
     std::string list = flags->Get("formats", "fp32,fp16,bf16,int8,int4");
@@ -81,7 +80,7 @@ int RunCompareFormatsCommand(int argc, char** argv) {
       start = comma + 1;
     }
   }
-  const int thread_count = tandem::SetComputeThreads(static_cast<int>(*threads));
+  const int thread_count = tandem::SetComputeThreads(*threads);
   const std::string dir = flags->Get("model");
   auto model = tandem::Model::Load(dir);
   if (!model.ok()) return Fail(model.status());

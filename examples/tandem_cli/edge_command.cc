@@ -8,12 +8,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "commands.h"
-#include "flags.h"
+#include "sampling_flags.h"
+#include "tandem/flags.h"
+#include "tandem/generation_config.h"
 #include "tandem/edge/edge_session.h"
+#include "tandem/status_macros.h"
 #include "tandem/threads.h"
 
 namespace {
@@ -28,7 +30,6 @@ constexpr char kHelp[] =
     "  --fallback F         deepest (default) | most-confident: token when no exit passes\n"
     "  --max-new-tokens N   tokens to generate (default 64)\n"
     "  --max-context N      KV cache positions (default: max_position_embeddings)\n"
-    "  --temperature T --top-k K --top-p P --seed S   sampling (default greedy)\n"
     "  --stop TEXT          stop string (may be given once)\n"
     "  --threads N          threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --weights F          SIMD decode path with weights in F: fp32, fp16, bf16, int8,\n"
@@ -42,35 +43,25 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-absl::StatusOr<std::vector<int64_t>> ParseLayers(const std::string& text) {
-  std::vector<int64_t> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t v;
-    if (!absl::SimpleAtoi(part, &v)) {
-      return absl::InvalidArgumentError(absl::StrCat("--exits: '", part, "' is not a layer"));
-    }
-    out.push_back(v);
-  }
-  return out;
-}
-
 // "0.8" (one value for every exit, returned in *all) or "2:0.9,4:0.6".
 absl::Status ParseThresholds(const std::string& text, std::map<int64_t, double>* by_layer,
                              double* all) {
+  using tandem::flags::ParseDouble;
+  using tandem::flags::ParseInt;
+  constexpr double kLimit = 1e9;  // thresholds are probabilities, margins or -entropies
   if (text.find(':') == std::string::npos) {
-    if (!absl::SimpleAtod(text, all)) {
-      return absl::InvalidArgumentError("--threshold must be a number or layer:value pairs");
-    }
+    TANDEM_ASSIGN_OR_RETURN(*all, ParseDouble("--threshold", text, -kLimit, kLimit));
     return absl::OkStatus();
   }
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::vector<absl::string_view> kv = absl::StrSplit(part, ':');
-    int64_t layer;
-    double value;
-    if (kv.size() != 2 || !absl::SimpleAtoi(kv[0], &layer) || !absl::SimpleAtod(kv[1], &value)) {
-      return absl::InvalidArgumentError(absl::StrCat("--threshold: bad entry '", part, "'"));
+    if (kv.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--threshold: bad entry '", part, "' (expected layer:value)"));
     }
-    (*by_layer)[layer] = value;
+    TANDEM_ASSIGN_OR_RETURN(int64_t layer, ParseInt("a layer in --threshold", kv[0], 0, 4096));
+    TANDEM_ASSIGN_OR_RETURN((*by_layer)[layer],
+                            ParseDouble("a value in --threshold", kv[1], -kLimit, kLimit));
   }
   return absl::OkStatus();
 }
@@ -78,7 +69,7 @@ absl::Status ParseThresholds(const std::string& text, std::map<int64_t, double>*
 }  // namespace
 
 int RunEdgeCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "prompt", "split", "exits", "threshold", "measure", "fallback", "max-new-tokens",
        "max-context", "temperature", "top-k", "top-p", "seed", "stop", "threads",
@@ -91,33 +82,31 @@ int RunEdgeCommand(int argc, char** argv) {
   }
   if (flags->Has("help") || !flags->Has("model") || !flags->Has("prompt")) {
     std::fputs(kHelp, stderr);
+    std::fputs(tandem::cli::kSamplingHelp, stderr);
     return flags->Has("help") ? 0 : 2;
   }
-  auto split = flags->GetInt("split", 0);
-  auto max_new = flags->GetInt("max-new-tokens", 64);
-  auto max_context = flags->GetInt("max-context", 0);
-  auto temperature = flags->GetDouble("temperature", 0.0);
-  auto top_k = flags->GetInt("top-k", 0);
-  auto top_p = flags->GetDouble("top-p", 1.0);
-  auto seed = flags->GetInt("seed", 0);
-  auto threads = flags->GetInt("threads", 0);
-  for (const absl::Status& s :
-       {split.status(), max_new.status(), max_context.status(), temperature.status(),
-        top_k.status(), top_p.status(), seed.status(), threads.status()}) {
+  auto split = flags->GetInt<int64_t>("split", 0, 0, 4096);
+  auto max_new = flags->GetInt<int32_t>("max-new-tokens", 64, 0, 1 << 24);
+  auto max_context = flags->GetInt<int64_t>("max-context", 0, 0, int64_t{1} << 31);
+  auto threads = flags->GetInt<int>("threads", 0, 0, 4096);
+  auto exits = flags->GetIntList("exits", 1, 4096);
+  for (const absl::Status& s : {split.status(), max_new.status(), max_context.status(),
+                                threads.status(), exits.status()}) {
     if (!s.ok()) return Fail(s);
   }
+  auto generation = tandem::GenerationConfig::LoadDir(flags->Get("model"));
+  if (!generation.ok()) return Fail(generation.status());
+  std::string sampling_text;
+  auto sampling = tandem::cli::SamplingFromFlags(*flags, *generation, &sampling_text);
+  if (!sampling.ok()) return Fail(sampling.status());
 
   tandem::edge::EdgeOptions options;
   options.model_dir = flags->Get("model");
   options.split = *split;
   options.max_context = *max_context;
-  options.compute_threads = *threads > 0 ? static_cast<int>(*threads) : 0;
+  options.compute_threads = *threads;
   options.allow_fresh_heads = flags->Has("fresh-heads");
-  if (flags->Has("exits")) {
-    auto exits = ParseLayers(flags->Get("exits"));
-    if (!exits.ok()) return Fail(exits.status());
-    options.exit_layers = *exits;
-  }
+  options.exit_layers = *exits;
   if (flags->Has("measure")) {
     auto m = tandem::ParseConfidenceMeasure(flags->Get("measure"));
     if (!m.ok()) return Fail(m.status());
@@ -171,12 +160,14 @@ int RunEdgeCommand(int argc, char** argv) {
                    ? tandem::WeightFormatName(engine.fast_decoder()->options().format)
                    : "libtorch fp32");
 
+  const tandem::TokenRules rules = tandem::ResolveTokenRules(
+      engine.model().config(), engine.model().generation_config(), &(*session)->tokenizer());
+  if (!rules.note.empty()) std::fprintf(stderr, "tandem edge: note: %s\n", rules.note.c_str());
+  std::fprintf(stderr, "[sampling: %s]\n", sampling_text.c_str());
+
   tandem::edge::GenerateOptions request;
-  request.max_new_tokens = static_cast<int32_t>(*max_new);
-  request.sampling.temperature = static_cast<float>(*temperature);
-  request.sampling.top_k = static_cast<int32_t>(*top_k);
-  request.sampling.top_p = static_cast<float>(*top_p);
-  request.sampling.seed = static_cast<uint64_t>(*seed);
+  request.max_new_tokens = *max_new;
+  request.sampling = *sampling;
   request.stop_at_eos = !flags->Has("no-eos");
   if (flags->Has("stop")) request.stop_strings.push_back(flags->Get("stop"));
   const bool show_exits = flags->Has("show-exits");

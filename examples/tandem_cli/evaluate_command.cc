@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/calibration.h"
 #include "tandem/threads.h"
 #include "token_input.h"
@@ -23,7 +23,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int RunEvaluateCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1, {"model", "data", "unigram-from", "seq-len", "max-tokens", "threads"},
       {"help", "json"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("data")) {
@@ -31,13 +31,13 @@ int RunEvaluateCommand(int argc, char** argv) {
     std::fputs(kHelp, stderr);
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
-  auto seq_len = flags->GetInt("seq-len", 256);
-  auto max_tokens = flags->GetInt("max-tokens", 0);
-  auto threads = flags->GetInt("threads", 0);
+  auto seq_len = flags->GetInt<int64_t>("seq-len", 256, 2, int64_t{1} << 20);
+  auto max_tokens = flags->GetInt<int64_t>("max-tokens", 0, 0, int64_t{1} << 40);
+  auto threads = flags->GetInt<int>("threads", 0, 0, 4096);
   for (const absl::Status& s : {seq_len.status(), max_tokens.status(), threads.status()}) {
     if (!s.ok()) return Fail(s);
   }
-  tandem::SetComputeThreads(static_cast<int>(*threads));
+  tandem::SetComputeThreads(*threads);
   const std::string dir = flags->Get("model");
   auto model = tandem::Model::Load(dir);
   if (!model.ok()) return Fail(model.status());

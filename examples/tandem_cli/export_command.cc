@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/model.h"
 
 namespace {
@@ -21,7 +21,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int RunExportCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(argc - 1, argv + 1, {"model", "out", "dtype"}, {"help"});
+  auto flags = tandem::flags::Flags::Parse(argc - 1, argv + 1, {"model", "out", "dtype"}, {"help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("out")) {
     if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
     std::fputs(kHelp, stderr);

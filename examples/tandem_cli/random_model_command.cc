@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/model.h"
 #include "tandem/tokenizer.h"
 
@@ -25,7 +25,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int RunRandomModelCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"out", "tokenizer", "layers", "hidden", "heads", "kv-heads", "intermediate", "context",
        "seed"},
@@ -41,17 +41,19 @@ int RunRandomModelCommand(int argc, char** argv) {
   tandem::ModelConfig c;
   c.model_type = "llama";
   c.vocab_size = (*tokenizer)->vocab_size();
-  auto layers = flags->GetInt("layers", 4);
-  auto hidden = flags->GetInt("hidden", 64);
-  auto heads = flags->GetInt("heads", 4);
-  auto kv_heads = flags->GetInt("kv-heads", 2);
-  auto context = flags->GetInt("context", 512);
-  auto seed = flags->GetInt("seed", 1);
+  constexpr int64_t kMaxSize = int64_t{1} << 20;
+  auto layers = flags->GetInt<int64_t>("layers", 4, 1, 4096);
+  auto hidden = flags->GetInt<int64_t>("hidden", 64, 1, kMaxSize);
+  auto heads = flags->GetInt<int64_t>("heads", 4, 1, 4096);
+  auto kv_heads = flags->GetInt<int64_t>("kv-heads", 2, 1, 4096);
+  auto context = flags->GetInt<int64_t>("context", 512, 1, int64_t{1} << 24);
+  auto seed = flags->GetInt<uint64_t>("seed", 1, 0, std::numeric_limits<uint64_t>::max());
   for (const absl::Status& s : {layers.status(), hidden.status(), heads.status(),
                                 kv_heads.status(), context.status(), seed.status()}) {
     if (!s.ok()) return Fail(s);
   }
-  auto intermediate = flags->GetInt("intermediate", (*hidden * 8 / 3 + 31) / 32 * 32);
+  auto intermediate =
+      flags->GetInt<int64_t>("intermediate", (*hidden * 8 / 3 + 31) / 32 * 32, 1, kMaxSize);
   if (!intermediate.ok()) return Fail(intermediate.status());
   c.num_hidden_layers = *layers;
   c.hidden_size = *hidden;
@@ -67,7 +69,7 @@ int RunRandomModelCommand(int argc, char** argv) {
   auto checked = tandem::ModelConfig::FromJson(c.ToJson());
   if (!checked.ok()) return Fail(checked.status());
 
-  auto model = tandem::Model::CreateRandom(*checked, {}, static_cast<uint64_t>(*seed));
+  auto model = tandem::Model::CreateRandom(*checked, {}, *seed);
   if (!model.ok()) return Fail(model.status());
   const std::string out = flags->Get("out");
   if (absl::Status s = (*model)->Save(out); !s.ok()) return Fail(s);

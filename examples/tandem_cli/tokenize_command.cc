@@ -5,7 +5,7 @@
 //
 // --no-special: when encoding, do not add the post-processor's special tokens
 // (e.g. BOS); when decoding, drop special tokens from the output.
-#include <cstdlib>
+#include <limits>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "tandem/flags.h"
 #include "tandem/tokenizer.h"
 
 namespace {
@@ -31,29 +32,21 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int RunTokenizeCommand(int argc, char** argv) {
-  std::string tokenizer_path;
-  bool decode = false;
-  bool special = true;
   // argv[0] is the sub-command name; tolerate callers that strip it too.
-  int first = (argc > 0 && std::string(argv[0]).rfind("--", 0) != 0) ? 1 : 0;
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--tokenizer" && i + 1 < argc) {
-      tokenizer_path = argv[++i];
-    } else if (arg.rfind("--tokenizer=", 0) == 0) {
-      tokenizer_path = arg.substr(12);
-    } else if (arg == "--decode") {
-      decode = true;
-    } else if (arg == "--no-special") {
-      special = false;
-    } else if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else {
-      std::cerr << kUsage;
-      return Fail("unknown or incomplete argument: " + arg);
-    }
+  const int first = (argc > 0 && std::string(argv[0]).rfind("--", 0) != 0) ? 1 : 0;
+  auto flags = tandem::flags::Flags::Parse(argc - first, argv + first, {"tokenizer"},
+                                           {"decode", "no-special", "help"});
+  if (!flags.ok()) {
+    std::cerr << kUsage;
+    return Fail(std::string(flags.status().message()));
   }
+  if (flags->Has("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  const std::string tokenizer_path = flags->Get("tokenizer");
+  const bool decode = flags->Has("decode");
+  const bool special = !flags->Has("no-special");
   if (tokenizer_path.empty()) {
     std::cerr << kUsage;
     return Fail("--tokenizer is required");
@@ -67,12 +60,9 @@ int RunTokenizeCommand(int argc, char** argv) {
     std::istringstream in(input);
     std::string word;
     while (in >> word) {
-      char* end = nullptr;
-      long v = std::strtol(word.c_str(), &end, 10);
-      if (end == word.c_str() || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
-        return Fail("not a token id: " + word);
-      }
-      ids.push_back(static_cast<int32_t>(v));
+      auto id = tandem::flags::ParseInt("a token id", word, 0, std::numeric_limits<int32_t>::max());
+      if (!id.ok()) return Fail(std::string(id.status().message()));
+      ids.push_back(static_cast<int32_t>(*id));
     }
     auto text = (*tokenizer)->Decode(ids, /*skip_special_tokens=*/!special);
     if (!text.ok()) return Fail(std::string(text.status().message()));

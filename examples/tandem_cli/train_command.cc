@@ -2,12 +2,13 @@
 // tokenized corpus. See docs/training.md for the shipped model's recipe.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/threads.h"
 #include "tandem/tokenizer.h"
 #include "tandem/train.h"
@@ -39,7 +40,7 @@ std::string Duration(double seconds) {
 }  // namespace
 
 int RunTrainCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"train", "valid", "tokenizer", "out", "layers", "hidden", "heads", "kv-heads",
        "intermediate", "context", "rope-theta", "steps", "batch", "seq-len", "lr", "warmup",
@@ -70,48 +71,49 @@ int RunTrainCommand(int argc, char** argv) {
   if ((*tokenizer)->eos_id() >= 0) c.eos_token_ids = {(*tokenizer)->eos_id()};
 
   absl::Status status;
-  auto integer = [&](const char* name, int64_t fallback) -> int64_t {
-    auto v = flags->GetInt(name, fallback);
+  constexpr int64_t kMaxSize = int64_t{1} << 20;
+  constexpr int64_t kMaxCount = int64_t{1} << 40;
+  // Every numeric flag with its allowed range; the first bad one is reported.
+  auto integer = [&](const char* name, int64_t fallback, int64_t min, int64_t max) -> int64_t {
+    auto v = flags->GetInt<int64_t>(name, fallback, min, max);
     if (!v.ok() && status.ok()) status = v.status();
     return v.ok() ? *v : fallback;
   };
-  auto real = [&](const char* name, double fallback) -> double {
-    auto v = flags->GetDouble(name, fallback);
+  auto real = [&](const char* name, double fallback, double min, double max) -> double {
+    auto v = flags->GetDouble(name, fallback, min, max);
     if (!v.ok() && status.ok()) status = v.status();
     return v.ok() ? *v : fallback;
   };
-  c.num_hidden_layers = integer("layers", 8);
-  c.hidden_size = integer("hidden", 256);
-  c.num_attention_heads = integer("heads", 8);
-  c.num_key_value_heads = integer("kv-heads", 4);
+  c.num_hidden_layers = integer("layers", 8, 1, 4096);
+  c.hidden_size = integer("hidden", 256, 1, kMaxSize);
+  c.num_attention_heads = integer("heads", 8, 1, 4096);
+  c.num_key_value_heads = integer("kv-heads", 4, 1, 4096);
   c.head_dim = c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0;
-  c.intermediate_size = integer("intermediate", 688);
-  c.max_position_embeddings = integer("context", 512);
-  c.rope_theta = real("rope-theta", 10000.0);
-  o.max_steps = integer("steps", 8000);
-  o.batch_size = integer("batch", 16);
-  o.seq_len = integer("seq-len", 256);
-  o.learning_rate = real("lr", 2e-3);
-  o.warmup_steps = integer("warmup", 200);
-  o.min_lr_ratio = real("min-lr-ratio", 0.1);
-  o.weight_decay = real("weight-decay", 0.1);
-  o.grad_clip = real("grad-clip", 1.0);
-  o.max_minutes = real("max-minutes", 0.0);
-  o.exit_loss_weight = real("exit-weight", 0.0);
-  o.exit_loss_stride = integer("exit-stride", 4);
-  o.eval_every = integer("eval-every", 250);
-  o.save_every = integer("save-every", 500);
-  o.seed = static_cast<uint64_t>(integer("seed", 1));
-  const int64_t log_every = integer("log-every", 10);
-  const int64_t threads = integer("threads", 0);
+  c.intermediate_size = integer("intermediate", 688, 1, kMaxSize);
+  c.max_position_embeddings = integer("context", 512, 1, int64_t{1} << 24);
+  c.rope_theta = real("rope-theta", 10000.0, 1.0, 1e12);
+  o.max_steps = integer("steps", 8000, 0, kMaxCount);
+  o.batch_size = integer("batch", 16, 1, 1 << 20);
+  o.seq_len = integer("seq-len", 256, 2, 1 << 24);
+  o.learning_rate = real("lr", 2e-3, 0.0, 10.0);
+  o.warmup_steps = integer("warmup", 200, 0, kMaxCount);
+  o.min_lr_ratio = real("min-lr-ratio", 0.1, 0.0, 1.0);
+  o.weight_decay = real("weight-decay", 0.1, 0.0, 10.0);
+  o.grad_clip = real("grad-clip", 1.0, 0.0, 1e9);
+  o.max_minutes = real("max-minutes", 0.0, 0.0, 1e7);
+  o.exit_loss_weight = real("exit-weight", 0.0, 0.0, 1e3);
+  o.exit_loss_stride = integer("exit-stride", 4, 1, 1 << 20);
+  o.eval_every = integer("eval-every", 250, 0, kMaxCount);
+  o.save_every = integer("save-every", 500, 0, kMaxCount);
+  auto seed = flags->GetInt<uint64_t>("seed", 1, 0, std::numeric_limits<uint64_t>::max());
+  if (!seed.ok() && status.ok()) status = seed.status();
+  o.seed = seed.ok() ? *seed : 1;
+  const int64_t log_every = integer("log-every", 10, 1, kMaxCount);
+  const int64_t threads = integer("threads", 0, 0, 4096);
   if (!status.ok()) return Fail(status);
-  for (absl::string_view part : absl::StrSplit(flags->Get("exit-layers"), ',', absl::SkipEmpty())) {
-    int64_t layer;
-    if (!absl::SimpleAtoi(part, &layer)) {
-      return Fail(absl::InvalidArgumentError("--exit-layers takes a comma-separated list"));
-    }
-    o.exit_layers.push_back(layer);
-  }
+  auto exit_layers = flags->GetIntList("exit-layers", 1, 4096);
+  if (!exit_layers.ok()) return Fail(exit_layers.status());
+  o.exit_layers = *exit_layers;
   auto checked = tandem::ModelConfig::FromJson(c.ToJson());
   if (!checked.ok()) return Fail(checked.status());
   o.config = *checked;

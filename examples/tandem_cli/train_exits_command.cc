@@ -2,11 +2,12 @@
 // distillation (KL to the final layer) plus cross-entropy; writes
 // tandem_exits.safetensors + exits.json into the model directory (or --out).
 #include <cstdio>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "commands.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "tandem/exit_training.h"
 #include "tandem/threads.h"
 
@@ -26,7 +27,7 @@ int Fail(const absl::Status& s) {
 }  // namespace
 
 int RunTrainExitsCommand(int argc, char** argv) {
-  auto flags = tandem::cli::Flags::Parse(
+  auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "exits", "train", "adapter-rank", "steps", "batch", "seq-len", "lr", "kl-weight",
        "ce-weight", "max-minutes", "out", "log-every", "threads", "seed"},
@@ -38,37 +39,38 @@ int RunTrainExitsCommand(int argc, char** argv) {
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
   absl::Status status;
-  auto integer = [&](const char* name, int64_t fallback) {
-    auto v = flags->GetInt(name, fallback);
+  constexpr int64_t kMaxCount = int64_t{1} << 40;
+  // Every numeric flag with its allowed range; the first bad one is reported.
+  auto integer = [&](const char* name, int64_t fallback, int64_t min, int64_t max) {
+    auto v = flags->GetInt<int64_t>(name, fallback, min, max);
     if (!v.ok() && status.ok()) status = v.status();
     return v.ok() ? *v : fallback;
   };
-  auto real = [&](const char* name, double fallback) {
-    auto v = flags->GetDouble(name, fallback);
+  auto real = [&](const char* name, double fallback, double min, double max) {
+    auto v = flags->GetDouble(name, fallback, min, max);
     if (!v.ok() && status.ok()) status = v.status();
     return v.ok() ? *v : fallback;
   };
   tandem::ExitTrainOptions o;
   o.train_data = flags->Get("train");
-  o.max_steps = integer("steps", 1000);
-  o.batch_size = integer("batch", 8);
-  o.seq_len = integer("seq-len", 256);
-  o.learning_rate = real("lr", 1e-3);
-  o.kl_weight = real("kl-weight", 1.0);
-  o.ce_weight = real("ce-weight", 0.2);
-  o.max_minutes = real("max-minutes", 0.0);
+  o.max_steps = integer("steps", 1000, 0, kMaxCount);
+  o.batch_size = integer("batch", 8, 1, 1 << 20);
+  o.seq_len = integer("seq-len", 256, 2, 1 << 24);
+  o.learning_rate = real("lr", 1e-3, 0.0, 10.0);
+  o.kl_weight = real("kl-weight", 1.0, 0.0, 1e3);
+  o.ce_weight = real("ce-weight", 0.2, 0.0, 1e3);
+  o.max_minutes = real("max-minutes", 0.0, 0.0, 1e7);
   o.bf16_autocast = flags->Has("bf16");
-  o.seed = static_cast<uint64_t>(integer("seed", 1));
-  const int64_t rank = integer("adapter-rank", 0);
-  const int64_t log_every = integer("log-every", 20);
-  tandem::SetComputeThreads(static_cast<int>(integer("threads", 0)));
+  auto seed = flags->GetInt<uint64_t>("seed", 1, 0, std::numeric_limits<uint64_t>::max());
+  if (!seed.ok() && status.ok()) status = seed.status();
+  o.seed = seed.ok() ? *seed : 1;
+  const int64_t rank = integer("adapter-rank", 0, 0, 1 << 20);
+  const int64_t log_every = integer("log-every", 20, 1, kMaxCount);
+  tandem::SetComputeThreads(static_cast<int>(integer("threads", 0, 0, 4096)));
   if (!status.ok()) return Fail(status);
-  std::vector<int64_t> exits;
-  for (absl::string_view part : absl::StrSplit(flags->Get("exits"), ',', absl::SkipEmpty())) {
-    int64_t layer;
-    if (!absl::SimpleAtoi(part, &layer)) return Fail(absl::InvalidArgumentError("bad --exits"));
-    exits.push_back(layer);
-  }
+  auto exit_list = flags->GetIntList("exits", 1, 4096);
+  if (!exit_list.ok()) return Fail(exit_list.status());
+  const std::vector<int64_t> exits = *exit_list;
   const std::string dir = flags->Get("model");
   auto model = tandem::Model::Load(dir);
   if (!model.ok()) return Fail(model.status());

@@ -43,6 +43,7 @@ void ToProto(const SamplingParams& params, Sampling* out) {
   out->set_top_k(params.top_k);
   out->set_top_p(params.top_p);
   out->set_seed(params.seed);
+  out->set_vocab_limit(params.vocab_limit);
 }
 
 absl::StatusOr<SamplingParams> FromProto(const Sampling& sampling) {
@@ -51,6 +52,7 @@ absl::StatusOr<SamplingParams> FromProto(const Sampling& sampling) {
   params.top_k = sampling.top_k();
   params.top_p = sampling.top_p() == 0.0f ? 1.0f : sampling.top_p();
   params.seed = sampling.seed();
+  params.vocab_limit = sampling.vocab_limit();
   if (!std::isfinite(params.temperature) || !std::isfinite(params.top_p)) {
     return absl::InvalidArgumentError("sampling parameters must be finite");
   }

@@ -167,6 +167,11 @@ absl::StatusOr<int64_t> SessionTable::Open(const std::string& id, const std::str
         absl::StrCat("a session id must have 1 to ", kMaxSessionIdBytes, " bytes"));
   }
   TANDEM_RETURN_IF_ERROR(options.sampling.Validate());
+  if (options.sampling.vocab_limit > model_->model().config().vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vocab_limit ", options.sampling.vocab_limit, " exceeds the model's ",
+                     model_->model().config().vocab_size, " ids"));
+  }
   if (options.capacity < 0 || options.capacity > limits_.max_positions) {
     return absl::InvalidArgumentError(absl::StrCat("capacity ", options.capacity,
                                                    " must be in [0, ", limits_.max_positions,

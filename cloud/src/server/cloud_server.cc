@@ -2,9 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -18,6 +19,7 @@
 #include "server/cloud_only.h"
 #include "server/service_context.h"
 #include "server/session_stream.h"
+#include "status_convert.h"
 #include "tandem/fingerprint.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 
@@ -37,17 +39,22 @@ class ContinuationService final : public wire::Continuation::Service {
  public:
   explicit ContinuationService(ServiceContext* service) : service_(service) {}
 
-  grpc::Status Session(grpc::ServerContext* context, ServerStream* stream) override {
-    absl::StatusOr<std::string> identity = Authenticate(*context);
+  grpc::Status Session(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<wire::ServerMessage, wire::ClientMessage>* stream)
+      override {
+    std::string key;
+    absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
+      service_->CountRefusal(identity.status().code());
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+      return wire::ToGrpcStatus(identity.status());
     }
     if (service_->draining.load()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      service_->CountRefusal(absl::StatusCode::kUnavailable);
+      return wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     }
-    Register(context);
+    Register(context, key);
     ++service_->counters.streams_opened;
     ++service_->counters.streams_active;
     grpc::Status status;
@@ -62,10 +69,12 @@ class ContinuationService final : public wire::Continuation::Service {
 
   grpc::Status Stats(grpc::ServerContext* context, const wire::StatsRequest*,
                      wire::StatsReply* reply) override {
-    absl::StatusOr<std::string> identity = Authenticate(*context);
+    std::string key;
+    absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+      service_->CountRefusal(identity.status().code());
+      return wire::ToGrpcStatus(identity.status());
     }
     reply->set_text(metrics_text_ ? metrics_text_() : "");
     return grpc::Status::OK;
@@ -90,25 +99,67 @@ class ContinuationService final : public wire::Continuation::Service {
   // Cancels every active stream (end of a graceful shutdown).
   void CancelAll() {
     absl::MutexLock lock(&mu_);
-    for (grpc::ServerContext* context : active_) context->TryCancel();
+    for (const auto& [context, key] : active_) context->TryCancel();
+  }
+
+  // Ends the streams opened with a key the store no longer holds.
+  void CancelRevoked() {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [context, key] : active_) {
+      if (!key.empty() && !service_->keys->Valid(key)) {
+        service_->log.Warn("stream_revoked", {{"peer", context->peer()}});
+        context->TryCancel();
+      }
+    }
+  }
+
+  // After the key set may have changed: log, and end revoked keys' streams.
+  void AfterReload(const absl::Status& status, const char* trigger) {
+    if (!status.ok()) {
+      service_->log.Warn("api_keys_reload_failed",
+                         {{"trigger", trigger}, {"message", status.message()}});
+      return;
+    }
+    service_->log.Info("api_keys_reloaded",
+                       {{"trigger", trigger}, {"generation", service_->keys->generation()}});
+    CancelRevoked();
   }
 
  private:
-  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context) const {
-    const auto& keys = service_->options.api_keys;
-    if (keys.empty()) return std::string("anonymous");
+  // The caller's identity: its API key's when keys are configured (`*key`
+  // receives the key), else its client certificate's common name under mutual
+  // TLS, else "anonymous".
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context, std::string* key) {
+    ApiKeyStore& keys = *service_->keys;
+    if (!keys.enabled()) return PeerIdentity(context);
     auto range = context.client_metadata().equal_range("authorization");
     for (auto it = range.first; it != range.second; ++it) {
       std::string value(it->second.data(), it->second.size());
       if (!absl::StartsWith(value, "Bearer ")) continue;
-      auto key = keys.find(value.substr(7));
-      if (key != keys.end()) return key->second;
+      ApiKeyStore::ReloadResult reload;
+      absl::StatusOr<std::string> identity = keys.Identify(value.substr(7), &reload);
+      if (reload.attempted) AfterReload(reload.status, "file_changed");
+      if (identity.ok()) {
+        *key = value.substr(7);
+        return identity;
+      }
     }
     return absl::UnauthenticatedError("a valid API key is required (authorization: Bearer <key>)");
   }
-  void Register(grpc::ServerContext* context) {
+  std::string PeerIdentity(const grpc::ServerContext& context) const {
+    if (!service_->options.tls_client_ca_file.empty()) {
+      std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+      if (auth != nullptr) {
+        for (const grpc::string_ref& cn : auth->FindPropertyValues("x509_common_name")) {
+          return absl::StrCat("x509:", std::string(cn.data(), cn.size()));
+        }
+      }
+    }
+    return "anonymous";
+  }
+  void Register(grpc::ServerContext* context, const std::string& key) {
     absl::MutexLock lock(&mu_);
-    active_.insert(context);
+    active_[context] = key;
   }
   void Unregister(grpc::ServerContext* context) {
     absl::MutexLock lock(&mu_);
@@ -118,7 +169,8 @@ class ContinuationService final : public wire::Continuation::Service {
   ServiceContext* service_;
   std::function<std::string()> metrics_text_;
   absl::Mutex mu_;
-  std::unordered_set<grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
+  // Active streams and the API key each was opened with ("" = none).
+  std::unordered_map<grpc::ServerContext*, std::string> active_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -136,6 +188,27 @@ struct CloudServer::Impl {
   absl::Notification stop_stats;
   std::thread stats_thread;
 };
+
+absl::StatusOr<std::string> ListenAddress(const std::string& host, int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port ", port, " is not in [0, 65535]"));
+  }
+  if (host.empty()) return absl::InvalidArgumentError("the listen host is empty");
+  for (char c : host) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '/') {
+      return absl::InvalidArgumentError(absl::StrCat("listen host '", host, "' is not a host"));
+    }
+  }
+  const bool bracketed = host.front() == '[';
+  if (bracketed != (host.back() == ']') || (bracketed && host.size() < 3)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen host '", host, "' has unbalanced brackets (use [::1] or ::1)"));
+  }
+  if (!bracketed && host.find(':') != std::string::npos) {
+    return absl::StrCat("[", host, "]:", port);  // a bare IPv6 literal
+  }
+  return absl::StrCat(host, ":", port);
+}
 
 absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFile(path);
@@ -168,8 +241,10 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(const ServerOpti
 absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
     const ServerOptions& options, std::shared_ptr<const CloudModel> model) {
   if (model == nullptr) return absl::InvalidArgumentError("CloudServer needs a model");
-  if (options.max_message_bytes < 1024) {
-    return absl::InvalidArgumentError("max_message_bytes must be at least 1024");
+  if (options.max_message_bytes < 1024 ||
+      options.max_message_bytes > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes ", options.max_message_bytes,
+                                                   " must be in [1024, 2147483647]"));
   }
   if (options.max_rows_per_message < 1) {
     return absl::InvalidArgumentError("max_rows_per_message must be >= 1");
@@ -177,6 +252,13 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
   }
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "mutual TLS (a client CA file) needs the server's own certificate and key");
+  }
+  absl::StatusOr<std::unique_ptr<ApiKeyStore>> keys =
+      ApiKeyStore::Create(options.api_keys, options.api_keys_file);
+  if (!keys.ok()) return keys.status();
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert_file.empty()) {
     absl::StatusOr<std::string> cert = ReadFile(options.tls_cert_file);
@@ -185,6 +267,12 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
     if (!key.ok()) return key.status();
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!options.tls_client_ca_file.empty()) {
+      absl::StatusOr<std::string> client_ca = ReadFile(options.tls_client_ca_file);
+      if (!client_ca.ok()) return client_ca.status();
+      ssl.pem_root_certs = *client_ca;
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
     credentials = grpc::SslServerCredentials(ssl);
   }
 
@@ -194,10 +282,19 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   impl.service = std::make_unique<ServiceContext>(options.log);
   impl.service->model = model;
   impl.service->options = options;
+  impl.service->keys = std::move(*keys);
   impl.service->contexts = std::make_unique<ContextManager>(model, options.limits);
   impl.grpc_service = std::make_unique<ContinuationService>(impl.service.get());
   CloudServer* self = server.get();
+  impl.service->metrics = std::make_unique<ServerMetrics>([self] { return self->stats(); });
   impl.grpc_service->set_metrics_text([self] { return self->MetricsText(); });
+  if (!options.metrics_address.empty()) {
+    absl::Status serving = impl.service->metrics->Serve(options.metrics_address);
+    if (!serving.ok()) {
+      server->impl_.reset();
+      return serving;
+    }
+  }
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, credentials, &impl.port);
@@ -207,9 +304,22 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   // Keep idle connections honest: ping every 30 s, drop a peer that stops answering.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Own the port: without this, gRPC sets SO_REUSEPORT and a second server on
+  // a port already in use starts "successfully" and shares its connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl.server = builder.BuildAndStart();
   if (impl.server == nullptr || impl.port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+    // Nothing was served: tear down what was built here, so the destructor
+    // has nothing to shut down (it used to call Shutdown on a null server).
+    if (impl.server != nullptr) {
+      impl.server->Shutdown(std::chrono::system_clock::now());
+      impl.server->Wait();
+    }
+    server->impl_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen_address,
+        ": the address could not be bound (not an address of this machine, a host that does "
+        "not resolve, or a port already in use)"));
   }
   const size_t colon = options.listen_address.rfind(':');
   impl.host = options.listen_address.substr(0, colon);
@@ -221,7 +331,9 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
                           {"fingerprint", FingerprintHex(model->fingerprint())},
                           {"token_resync", model->can_embed()},
                           {"tls", !options.tls_cert_file.empty()},
-                          {"auth", !options.api_keys.empty()},
+                          {"auth", impl.service->keys->enabled()},
+                          {"mutual_tls", !options.tls_client_ca_file.empty()},
+                          {"metrics_port", impl.service->metrics->port()},
                           {"memory_budget_bytes", options.limits.memory_budget_bytes}});
   if (options.stats_interval > absl::ZeroDuration()) {
     impl.stats_thread = std::thread([self, &impl, interval = options.stats_interval] {
@@ -263,12 +375,20 @@ void CloudServer::Shutdown(absl::Duration grace) {
   // Answer what was asked; then end every stream and stop.
   const bool drained = impl.service->contexts->Drain(deadline);
   impl.grpc_service->CancelAll();
-  impl.server->Shutdown(std::chrono::system_clock::now());
-  impl.server->Wait();
+  if (impl.server != nullptr) {
+    impl.server->Shutdown(std::chrono::system_clock::now());
+    impl.server->Wait();
+  }
   impl.stop_stats.Notify();
   if (impl.stats_thread.joinable()) impl.stats_thread.join();
   impl.service->log.Info("server_stopped", {{"drained", drained}});
   impl.stopped.Notify();
+}
+
+absl::Status CloudServer::ReloadApiKeys() {
+  absl::Status status = impl_->service->keys->Reload();
+  impl_->grpc_service->AfterReload(status, "reload");
+  return status;
 }
 
 void CloudServer::Wait() { impl_->stopped.WaitForNotification(); }
@@ -294,39 +414,9 @@ ServerStats CloudServer::stats() const {
   return s;
 }
 
-std::string CloudServer::MetricsText() const {
-  const ServerStats s = stats();
-  std::string out;
-  auto metric = [&out](absl::string_view name, absl::string_view type, absl::string_view help,
-                       double value) {
-    absl::StrAppend(&out, "# HELP tandem_", name, " ", help, "\n# TYPE tandem_", name, " ", type,
-                    "\ntandem_", name, " ", value, "\n");
-  };
-  metric("sessions", "gauge", "sessions held", s.context.sessions);
-  metric("streams_active", "gauge", "open session streams", s.streams_active);
-  metric("memory_bytes", "gauge", "KV caches + queued rows", s.context.memory_bytes);
-  metric("queued_rows", "gauge", "uploaded rows not yet run", s.context.queued_rows);
-  metric("streams_opened_total", "counter", "session streams accepted", s.streams_opened);
-  metric("sessions_evicted_total", "counter", "sessions evicted (memory, LRU)", s.context.evicted);
-  metric("sessions_expired_total", "counter", "sessions expired (idle TTL)", s.context.expired);
-  metric("tokens_served_total", "counter", "Continue answers", s.context.tokens_served);
-  metric("rows_received_total", "counter", "context rows accepted", s.context.rows_received);
-  metric("rows_run_total", "counter", "rows run through the cloud layers", s.context.rows_run);
-  metric("batches_total", "counter", "scheduler iterations", s.context.batches);
-  metric("compute_seconds_total", "counter", "scheduler time in the model",
-         s.context.compute_seconds);
-  metric("bytes_in_total", "counter", "client message bytes", s.bytes_in);
-  metric("bytes_out_total", "counter", "server message bytes", s.bytes_out);
-  metric("resyncs_total", "counter", "ResyncRequired sent", s.resyncs_sent);
-  metric("errors_total", "counter", "Error messages sent", s.errors_sent);
-  metric("auth_failures_total", "counter", "calls refused for a bad API key", s.auth_failures);
-  metric("cloud_only_active", "gauge", "cloud-only generations running", s.cloud_only_active);
-  metric("cloud_only_requests_total", "counter", "cloud-only generations admitted",
-         s.cloud_only_requests);
-  metric("cloud_only_tokens_total", "counter", "tokens streamed in cloud-only mode",
-         s.cloud_only_tokens);
-  return out;
-}
+std::string CloudServer::MetricsText() const { return impl_->service->metrics->Text(); }
+
+int CloudServer::metrics_port() const { return impl_->service->metrics->port(); }
 
 ContextManager& CloudServer::contexts() { return *impl_->service->contexts; }
 

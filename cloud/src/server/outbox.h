@@ -19,7 +19,7 @@ namespace tandem::cloud {
 
 class Outbox {
  public:
-  using Stream = grpc::ServerReaderWriter<wire::ServerMessage, wire::ClientMessage>;
+  using Stream = grpc::ServerReaderWriterInterface<wire::ServerMessage, wire::ClientMessage>;
   // Starts the writer thread. `stream` must stay valid until Close() returns.
   Outbox(Stream* stream, ServerCounters* counters);
   ~Outbox();

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "server/api_keys.h"
+#include "server/metrics.h"
 #include "server/structured_log.h"
 #include "tandem/cloud/cloud_model.h"
 #include "tandem/cloud/context_manager.h"
@@ -37,11 +39,17 @@ struct ServiceContext {
   std::shared_ptr<const CloudModel> model;
   std::unique_ptr<ContextManager> contexts;
   ServerOptions options;
+  std::unique_ptr<ApiKeyStore> keys;
+  std::unique_ptr<ServerMetrics> metrics;  // may be null (tests, fuzzing)
   ServerCounters counters;
   StructuredLog log{nullptr};
   std::atomic<bool> draining{false};
 
   explicit ServiceContext(std::ostream* log_stream) : log(log_stream) {}
+
+  void CountRefusal(absl::StatusCode code) {
+    if (metrics != nullptr) metrics->CountRefusal(code);
+  }
 };
 
 }  // namespace tandem::cloud

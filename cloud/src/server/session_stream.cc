@@ -5,8 +5,10 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/outbox.h"
 #include "tandem/fingerprint.h"
+#include "status_convert.h"
 #include "wire_convert.h"
 
 namespace tandem::cloud {
@@ -48,12 +50,9 @@ SessionStream::~SessionStream() { outbox_->Close(); }
 
 void SessionStream::SendError(const absl::Status& status, uint64_t request_id, bool fatal) {
   wire::ServerMessage message;
-  wire::Error* error = message.mutable_error();
-  error->set_code(static_cast<int32_t>(status.code()));
-  error->set_message(std::string(status.message()));
-  error->set_request_id(request_id);
-  error->set_fatal(fatal);
+  wire::ToProto(status, request_id, fatal, message.mutable_error());
   ++service_->counters.errors_sent;
+  service_->CountRefusal(status.code());
   service_->log.Warn("stream_error", {{"session", session_id_},
                                       {"identity", identity_},
                                       {"code", absl::StatusCodeToString(status.code())},
@@ -245,9 +244,10 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
   const uint64_t request_id = request.request_id();
   std::shared_ptr<Outbox> outbox = outbox_;
   ServiceContext* service = service_;
+  const absl::Time received = absl::Now();
   absl::Status status = service_->contexts->Continue(
       session_id_, identity_, std::move(continue_request),
-      [outbox, service, request_id](absl::StatusOr<ContinueResult> result) {
+      [outbox, service, request_id, received](absl::StatusOr<ContinueResult> result) {
         // Cancelled: superseded by a rejected draft, of an abandoned branch, or
         // the session closed / the server stopping — nobody waits for it.
         if (absl::IsCancelled(result.status())) return;
@@ -262,13 +262,14 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
           token->set_verdict(ToWire(result->verdict));
           token->set_branch(result->branch);
           ++service->counters.tokens_sent;
+          if (service->metrics != nullptr) {
+            service->metrics->ObserveToken(result->compute_seconds,
+                                           absl::ToDoubleSeconds(absl::Now() - received));
+          }
         } else {
-          wire::Error* error = message.mutable_error();
-          error->set_code(static_cast<int32_t>(result.status().code()));
-          error->set_message(std::string(result.status().message()));
-          error->set_request_id(request_id);
-          error->set_fatal(false);
+          wire::ToProto(result.status(), request_id, /*fatal=*/false, message.mutable_error());
           ++service->counters.errors_sent;
+          service->CountRefusal(result.status().code());
         }
         outbox->Send(std::move(message));
       });
@@ -312,11 +313,7 @@ grpc::Status SessionStream::Run() {
   // Replies already produced are written before the stream ends; Continue
   // answers that come later (the client left mid-request) are dropped.
   outbox_->Close();
-  if (!failure.ok()) {
-    return grpc::Status(static_cast<grpc::StatusCode>(failure.code()),
-                        std::string(failure.message()));
-  }
-  return grpc::Status::OK;
+  return wire::ToGrpcStatus(failure);
 }
 
 }  // namespace tandem::cloud

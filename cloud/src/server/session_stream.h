@@ -19,7 +19,9 @@
 
 namespace tandem::cloud {
 
-using ServerStream = grpc::ServerReaderWriter<wire::ServerMessage, wire::ClientMessage>;
+// The interface, not grpc::ServerReaderWriter, so the message handling can be
+// driven without a network (tests/fuzz/session_messages_fuzzer.cc).
+using ServerStream = grpc::ServerReaderWriterInterface<wire::ServerMessage, wire::ClientMessage>;
 
 class Outbox;
 

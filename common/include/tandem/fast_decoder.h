@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "tandem/exit_heads.h"
+#include "tandem/generation_config.h"
 #include "tandem/kv_cache.h"
 #include "tandem/model.h"
 #include "tandem/model_config.h"
@@ -106,6 +107,8 @@ class FastDecoder {
   FastDecoder& operator=(const FastDecoder&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  // The source model's generation_config.json (stop ids, default sampling).
+  const GenerationConfig& generation_config() const { return generation_config_; }
   const FastDecoderOptions& options() const { return options_; }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
@@ -162,6 +165,7 @@ class FastDecoder {
                 int64_t first_position, KVCache* cache, DecodeWorkspace* ws) const;
 
   ModelConfig config_;
+  GenerationConfig generation_config_;
   FastDecoderOptions options_;
   int64_t layer_begin_ = 0, layer_end_ = 0;
   int64_t d_ = 0, d_pad_ = 0, q_dim_ = 0, kv_dim_ = 0, qkv_pad_ = 0, ff_pad_ = 0;

@@ -21,7 +21,9 @@ struct GenerateParams {
   // Tokens to generate at most (the prompt is not counted).
   int32_t max_new_tokens = 64;
   SamplingParams sampling;
-  // Stop after the tokenizer's EOS (which is not reported as text).
+  // Stop at a stop id (not reported as text): config.json's eos_token_id (one
+  // or a list), generation_config.json's and the tokenizer's EOS
+  // (ResolveTokenRules in generation_config.h).
   bool stop_at_eos = true;
   // Add the tokenizer's special tokens (e.g. BOS) to the prompt.
   bool add_special_tokens = true;
@@ -49,14 +51,16 @@ using TokenCallback = std::function<bool(const GeneratedToken&)>;
 
 // Requires a model with every layer, the embedding and the head loaded. Errors:
 // empty prompt, prompt + max_new_tokens beyond max_position_embeddings, bad
-// sampling params.
+// sampling params, non-finite logits (a NaN or +inf: the model is broken).
+// Ids the tokenizer cannot decode (head rows beyond its size) are never
+// sampled unless params.sampling.vocab_limit says otherwise.
 absl::StatusOr<GenerateStats> GenerateFull(const Model& model, const Tokenizer& tokenizer,
                                            const std::string& prompt,
                                            const GenerateParams& params,
                                            const TokenCallback& on_token = nullptr);
 
-// The same on token ids, without a tokenizer (no text, no EOS stop unless
-// eos_id >= 0).
+// The same on token ids, without a tokenizer (no text): stops at the model's
+// own stop ids (config.json + generation_config.json) and at eos_id if >= 0.
 absl::StatusOr<GenerateStats> GenerateFullIds(const Model& model,
                                               const std::vector<int32_t>& prompt_ids,
                                               const GenerateParams& params, int32_t eos_id,

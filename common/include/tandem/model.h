@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "tandem/generation_config.h"
 #include "tandem/kv_cache.h"
 #include "tandem/model_config.h"
 
@@ -70,7 +71,8 @@ std::vector<double> RotaryInverseFrequencies(const ModelConfig& config);
 
 class Model {
  public:
-  // Loads `dir` (config.json + *.safetensors, HF layout). Weights are converted to
+  // Loads `dir` (config.json + *.safetensors, HF layout, and
+  // generation_config.json when present). Weights are converted to
   // options.dtype; missing or mis-shaped tensors are InvalidArgument naming the
   // tensor; only the requested layers are read from disk.
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
@@ -84,6 +86,9 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  // generation_config.json beside config.json (stop ids, default sampling);
+  // empty for a model without one and for CreateRandom.
+  const GenerationConfig& generation_config() const { return generation_config_; }
   const ModelOptions& options() const { return options_; }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
@@ -161,6 +166,7 @@ class Model {
   std::pair<at::Tensor, at::Tensor> RotaryTables(const at::Tensor& positions) const;
 
   ModelConfig config_;
+  GenerationConfig generation_config_;
   ModelOptions options_;
   int64_t layer_begin_ = 0;
   int64_t layer_end_ = 0;

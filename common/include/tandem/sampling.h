@@ -27,8 +27,14 @@ struct SamplingParams {
   // (1 = no limit).
   float top_p = 1.0f;
   uint64_t seed = 0;
+  // Only ids in [0, vocab_limit) can be chosen (0 = every id). Set it to the
+  // tokenizer's size when the LM head has more rows than the tokenizer has ids
+  // (Qwen2.5: 152,064 rows, 151,665 ids): the extra rows are padding that no
+  // text can express. The distribution is renormalised over the allowed ids.
+  int32_t vocab_limit = 0;
 
-  // InvalidArgument for negative temperature / top_k, or top_p outside (0, 1].
+  // InvalidArgument for negative temperature / top_k / vocab_limit, or top_p
+  // outside (0, 1].
   absl::Status Validate() const;
 };
 
@@ -46,8 +52,14 @@ class Sampler {
 
   // `logits` is a float tensor of V values (any shape with V elements).
   // Returns the chosen id; `probability`, if given, receives its probability
-  // under the (temperature-scaled, unrestricted) softmax — 1-hot for greedy uses
-  // the plain softmax.
+  // under the temperature-scaled softmax over the allowed ids (before top-k /
+  // top-p); greedy reports the plain softmax's.
+  //
+  // Non-finite logits: a NaN or +inf anywhere (allowed id or not) means the
+  // model's computation went wrong, and is InvalidArgument naming the first
+  // such id — in every mode, greedy included, so a broken model never emits a
+  // token silently. -inf is a masked id (probability 0); when every allowed id
+  // is -inf there is nothing to sample, also InvalidArgument.
   absl::StatusOr<int32_t> Sample(const at::Tensor& logits, float* probability = nullptr);
 
   // The distribution Sample() draws from: softmax at the temperature, then

@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<FastDecoder>> FastDecoder::FromModel(
   auto decoder = std::unique_ptr<FastDecoder>(new FastDecoder());
   FastDecoder& f = *decoder;
   f.config_ = c;
+  f.generation_config_ = model.generation_config();
   f.options_ = options;
   f.layer_begin_ = begin;
   f.layer_end_ = end;

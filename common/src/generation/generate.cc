@@ -1,5 +1,6 @@
 #include "tandem/generate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -17,6 +18,18 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The model's own stop ids (config.json + generation_config.json) plus
+// `eos_id` when >= 0: what generation from token ids alone stops at.
+TokenRules RulesWithEos(const ModelConfig& config, const GenerationConfig& generation,
+                        int32_t eos_id) {
+  TokenRules rules = ResolveTokenRules(config, generation, nullptr);
+  if (eos_id >= 0 && !rules.IsStop(eos_id)) {
+    rules.stop_ids.insert(std::upper_bound(rules.stop_ids.begin(), rules.stop_ids.end(), eos_id),
+                          eos_id);
+  }
+  return rules;
 }
 
 // Computes the logits [V] (fp32) of the last of `ids`, fed at `position`.
@@ -41,12 +54,14 @@ absl::Status CheckRequest(const ModelConfig& c, const std::vector<int32_t>& prom
 // batch, then one token at a time.
 absl::StatusOr<GenerateStats> Loop(const Tokenizer* tokenizer,
                                    const std::vector<int32_t>& prompt_ids,
-                                   const GenerateParams& params, int32_t eos_id,
+                                   const GenerateParams& params, const TokenRules& rules,
                                    const TokenCallback& on_token, const StepFn& step) {
   GenerateStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt_ids.size());
   if (params.max_new_tokens == 0) return stats;
-  Sampler sampler(params.sampling);
+  SamplingParams sampling = params.sampling;
+  if (sampling.vocab_limit == 0) sampling.vocab_limit = rules.vocab_limit;
+  Sampler sampler(sampling);
   std::optional<StreamDecoder> decoder;
   if (tokenizer != nullptr) decoder.emplace(*tokenizer);
 
@@ -59,8 +74,7 @@ absl::StatusOr<GenerateStats> Loop(const Tokenizer* tokenizer,
     GeneratedToken token;
     TANDEM_ASSIGN_OR_RETURN(token.id, sampler.Sample(logits, &token.probability));
     if (step_index == 0) stats.prefill_seconds = SecondsSince(start);
-    const bool is_eos = token.id == eos_id;
-    if (is_eos && params.stop_at_eos) break;
+    if (params.stop_at_eos && rules.IsStop(token.id)) break;
     if (decoder) {
       TANDEM_ASSIGN_OR_RETURN(token.text, decoder->Push(token.id));
       stats.text += token.text;
@@ -88,7 +102,7 @@ absl::StatusOr<GenerateStats> Loop(const Tokenizer* tokenizer,
 
 absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* tokenizer,
                                        const std::vector<int32_t>& prompt_ids,
-                                       const GenerateParams& params, int32_t eos_id,
+                                       const GenerateParams& params, const TokenRules& rules,
                                        const TokenCallback& on_token) {
   const ModelConfig& c = model.config();
   if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
@@ -98,7 +112,7 @@ absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* toke
   at::InferenceMode inference;
   const int64_t capacity = static_cast<int64_t>(prompt_ids.size()) + params.max_new_tokens;
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> cache, model.NewCache(capacity));
-  return Loop(tokenizer, prompt_ids, params, eos_id, on_token,
+  return Loop(tokenizer, prompt_ids, params, rules, on_token,
               [&](const std::vector<int32_t>& ids,
                   int64_t position) -> absl::StatusOr<at::Tensor> {
                 const int64_t rows = static_cast<int64_t>(ids.size());
@@ -116,7 +130,7 @@ absl::StatusOr<GenerateStats> Generate(const Model& model, const Tokenizer* toke
 
 absl::StatusOr<GenerateStats> GenerateFast(const FastDecoder& decoder, const Tokenizer* tokenizer,
                                            const std::vector<int32_t>& prompt_ids,
-                                           const GenerateParams& params, int32_t eos_id,
+                                           const GenerateParams& params, const TokenRules& rules,
                                            ThreadPool* pool, const TokenCallback& on_token) {
   const ModelConfig& c = decoder.config();
   if (decoder.layer_begin() != 0 || decoder.layer_end() != c.num_hidden_layers ||
@@ -132,7 +146,7 @@ absl::StatusOr<GenerateStats> GenerateFast(const FastDecoder& decoder, const Tok
   std::unique_ptr<DecodeWorkspace> workspace = decoder.NewWorkspace(8, pool);
   std::vector<float> hidden(prompt_ids.size() * c.hidden_size);
   at::Tensor logits = at::empty({c.vocab_size}, at::kFloat);
-  return Loop(tokenizer, prompt_ids, params, eos_id, on_token,
+  return Loop(tokenizer, prompt_ids, params, rules, on_token,
               [&](const std::vector<int32_t>& ids,
                   int64_t position) -> absl::StatusOr<at::Tensor> {
                 const int64_t rows = static_cast<int64_t>(ids.size());
@@ -156,7 +170,9 @@ absl::StatusOr<GenerateStats> GenerateFull(const Model& model, const Tokenizer& 
   TANDEM_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
                           tokenizer.Encode(prompt, params.add_special_tokens));
   try {
-    return Generate(model, &tokenizer, ids, params, tokenizer.eos_id(), on_token);
+    const TokenRules rules =
+        ResolveTokenRules(model.config(), model.generation_config(), &tokenizer);
+    return Generate(model, &tokenizer, ids, params, rules, on_token);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GenerateFull: ", e.what_without_backtrace()));
   }
@@ -167,7 +183,8 @@ absl::StatusOr<GenerateStats> GenerateFullIds(const Model& model,
                                               const GenerateParams& params, int32_t eos_id,
                                               const TokenCallback& on_token) {
   try {
-    return Generate(model, nullptr, prompt_ids, params, eos_id, on_token);
+    return Generate(model, nullptr, prompt_ids, params,
+                    RulesWithEos(model.config(), model.generation_config(), eos_id), on_token);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GenerateFullIds: ", e.what_without_backtrace()));
   }
@@ -184,7 +201,9 @@ absl::StatusOr<GenerateStats> GenerateFull(const FastDecoder& decoder, const Tok
   TANDEM_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
                           tokenizer.Encode(prompt, params.add_special_tokens));
   try {
-    return GenerateFast(decoder, &tokenizer, ids, params, tokenizer.eos_id(), pool, on_token);
+    const TokenRules rules =
+        ResolveTokenRules(decoder.config(), decoder.generation_config(), &tokenizer);
+    return GenerateFast(decoder, &tokenizer, ids, params, rules, pool, on_token);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GenerateFull: ", e.what_without_backtrace()));
   }
@@ -195,7 +214,9 @@ absl::StatusOr<GenerateStats> GenerateFullIds(const FastDecoder& decoder,
                                               const GenerateParams& params, int32_t eos_id,
                                               ThreadPool* pool, const TokenCallback& on_token) {
   try {
-    return GenerateFast(decoder, nullptr, prompt_ids, params, eos_id, pool, on_token);
+    return GenerateFast(decoder, nullptr, prompt_ids, params,
+                        RulesWithEos(decoder.config(), decoder.generation_config(), eos_id), pool,
+                        on_token);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GenerateFullIds: ", e.what_without_backtrace()));
   }

@@ -121,8 +121,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
   }
   TANDEM_ASSIGN_OR_RETURN(ModelConfig config,
                           ModelConfig::FromFile((root / "config.json").string()));
+  TANDEM_ASSIGN_OR_RETURN(GenerationConfig generation, GenerationConfig::LoadDir(dir));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> reader, CheckpointReader::Open(dir));
   auto model = std::unique_ptr<Model>(new Model(std::move(config), options));
+  model->generation_config_ = std::move(generation);
   const at::ScalarType dtype = options.dtype;
   auto fetch = [&](const std::string& name, const std::vector<int64_t>& shape,
                    WeightKind) -> absl::StatusOr<at::Tensor> {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <ATen/ATen.h>
@@ -15,6 +16,9 @@ absl::Status SamplingParams::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", temperature));
   }
   if (top_k < 0) return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", top_k));
+  if (vocab_limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("vocab_limit must be >= 0, got ", vocab_limit));
+  }
   if (!(top_p > 0.0f && top_p <= 1.0f)) {
     return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p));
   }
@@ -32,7 +36,15 @@ absl::Status Sampler::Weigh(const at::Tensor& logits, std::vector<float>* probs,
   }
   at::Tensor flat = logits.reshape({-1}).to(at::kFloat).contiguous();
   const float* x = flat.data_ptr<float>();
-  const int64_t n = flat.numel();
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Sample: the logit of id ", i, " is ", std::isnan(x[i]) ? "NaN" : "+inf",
+          " (the model produced non-finite values; no token can be chosen)"));
+    }
+  }
+  const int64_t n = params_.vocab_limit > 0 ? std::min<int64_t>(params_.vocab_limit, flat.numel())
+                                            : flat.numel();
 
   // Softmax at the effective temperature, in float with max shift.
   const float temp = params_.temperature > 0.0f ? params_.temperature : 1.0f;
@@ -40,7 +52,10 @@ absl::Status Sampler::Weigh(const at::Tensor& logits, std::vector<float>* probs,
   for (int64_t i = 1; i < n; ++i) {
     if (x[i] > x[*best]) *best = static_cast<int32_t>(i);
   }
-  if (!std::isfinite(x[*best])) return absl::InvalidArgumentError("Sample: logits are not finite");
+  if (x[*best] == -std::numeric_limits<float>::infinity()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Sample: every allowed logit (ids [0, ", n, ")) is -inf"));
+  }
   probs->resize(n);
   *total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -92,7 +107,7 @@ absl::StatusOr<int32_t> Sampler::Sample(const at::Tensor& logits, float* probabi
   std::uniform_real_distribution<double> uniform(0.0, kept_total);
   const double r = uniform(rng_);
   double acc = 0.0;
-  int32_t chosen = order_[keep - 1];
+  int32_t chosen = order_[0];  // reached only through rounding
   for (int64_t i = 0; i < keep; ++i) {
     acc += probs_[order_[i]];
     if (r < acc) {

@@ -41,17 +41,43 @@ struct ServerOptions {
   int64_t max_message_bytes = 4 << 20;
   // Rows one Context message may carry.
   int64_t max_rows_per_message = 4096;
-  // API key -> identity. Empty = no authentication (every client is
-  // "anonymous"; sessions are then protected only by their unguessable ids).
+  // API key -> identity. With neither keys nor a key file there is no
+  // authentication: every client is "anonymous" (or, under mutual TLS, named
+  // by its certificate), and sessions are protected only by their unguessable
+  // ids.
   std::map<std::string, std::string> api_keys;
+  // A key file (`identity key` lines, see ReadApiKeyFile), added to api_keys.
+  // Re-read without a restart when its modification time, size or inode
+  // changes (checked on every new call) and on ReloadApiKeys(): a key removed
+  // from it is refused on its next call, and streams open under it are ended.
+  // A file that fails to parse on reload keeps the previous keys (logged as
+  // api_keys_reload_failed).
+  std::string api_keys_file;
   // PEM files; both set = TLS, both empty = plaintext.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Mutual TLS: a PEM bundle of the certificate authorities that sign client
+  // certificates. Set = every client must present a certificate they signed
+  // (the handshake fails otherwise); without API keys a client's identity is
+  // then "x509:<its certificate's common name>". Needs tls_cert_file/key_file.
+  std::string tls_client_ca_file;
+  // Prometheus metrics over HTTP (GET /metrics) on this "host:port" (port 0 =
+  // a free one, see CloudServer::metrics_port()); empty = off (the default).
+  // Counters and gauges of stats(), latency histograms (compute per token,
+  // queue wait, Continue latency) and refusals by reason. Bind it to an
+  // operator-only interface: it is unauthenticated.
+  std::string metrics_address;
   // A stats line is logged this often (0 = never).
   absl::Duration stats_interval = absl::ZeroDuration();
   // Structured log (one JSON object per line); nullptr = no logging.
   std::ostream* log = nullptr;
 };
+
+// "host:port" for ServerOptions::listen_address from a host as an operator
+// types it: a bare IPv6 literal ("::1") gets brackets ("[::1]:50051").
+// InvalidArgument for an empty host, unbalanced brackets, whitespace, or a
+// port outside [0, 65535].
+absl::StatusOr<std::string> ListenAddress(const std::string& host, int port);
 
 // Reads an API key file: one `identity key` pair per line, `#` comments.
 absl::StatusOr<std::map<std::string, std::string>> ReadApiKeyFile(const std::string& path);
@@ -92,6 +118,11 @@ class CloudServer {
   int port() const;
   std::string address() const;
 
+  // Re-reads ServerOptions::api_keys_file now (tandem-cloud does on SIGHUP)
+  // and ends the streams of keys it no longer holds. On a parse error the
+  // previous keys stay and the error is returned.
+  absl::Status ReloadApiKeys();
+
   // Graceful shutdown: refuses new sessions, answers the Continue requests
   // already received (up to `grace`), then closes every stream. Idempotent.
   void Shutdown(absl::Duration grace);
@@ -99,8 +130,11 @@ class CloudServer {
   void Wait();
 
   ServerStats stats() const;
-  // Prometheus text exposition of stats() (also served by the Stats RPC).
+  // Prometheus text exposition of the metrics (as served at /metrics and by
+  // the Stats RPC).
   std::string MetricsText() const;
+  // The /metrics port; 0 when ServerOptions::metrics_address is empty.
+  int metrics_port() const;
   ContextManager& contexts();
 
  private:

@@ -53,7 +53,11 @@ struct CloudOptions {
   std::string tls_root_certs_file;
   // TLS: the name to expect in the server certificate instead of the host.
   std::string tls_server_name;
-  // Largest message sent or accepted.
+  // Mutual TLS (a server with a client CA): this client's PEM certificate chain
+  // and private key. Both or neither; they need tls_root_certs_file.
+  std::string tls_client_cert_file;
+  std::string tls_client_key_file;
+  // Largest message sent or accepted, in [1024, 2^31 - 1] (gRPC takes an int).
   int64_t max_message_bytes = 4 << 20;
 };
 

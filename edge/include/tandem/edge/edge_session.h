@@ -55,7 +55,8 @@ struct GenerateOptions {
   // string and anything after it are not streamed. Text that might be the
   // start of a stop string is held back until it is known not to be.
   std::vector<std::string> stop_strings;
-  // Stop at the tokenizer's EOS (which is not streamed).
+  // Stop at a stop id (not streamed): config.json's and generation_config.json's
+  // eos_token_id (one or a list) and the tokenizer's EOS (tandem/generation_config.h).
   bool stop_at_eos = true;
   // Add the tokenizer's special tokens (e.g. BOS) to the prompt.
   bool add_special_tokens = true;
@@ -80,7 +81,7 @@ struct TokenInfo {
 
 enum class StopReason {
   kMaxTokens,    // max_new_tokens reached
-  kEos,          // the tokenizer's EOS was generated
+  kEos,          // a stop id (EOS) was generated
   kStopString,   // a stop string appeared
   kCallback,     // on_token returned false
   kCancelled,    // Cancel() was called
