@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench bench-suite install install-python asan-test fuzz clean
+.PHONY: all deps configure build test demo bench bench-suite bench-pipelined install install-python asan-test fuzz clean
 
 all: build
 
@@ -51,6 +51,11 @@ bench: build
 bench-suite: build
 	tools/install_bench_deps.sh
 	$(PYTHON) bench/suite/run_suite.py --build $(BUILD) --command "make bench-suite"
+
+# Collaborative mode at several RTTs: pipelined (confirmed) vs blocking vs
+# standalone, medians over alternated repeats (issue 9). Minutes; not in CI.
+bench-pipelined: build
+	$(BUILD)/bench/tandem_pipelined_bench | tee bench/results/pipelined-$$(date +%Y-%m-%d)-$$(hostname).md
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

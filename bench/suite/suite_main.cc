@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "flags.h"
+#include "tandem/flags.h"
 #include "suite/suite_runner.h"
 #include "tandem/status_macros.h"
 
@@ -136,7 +136,7 @@ double Cost(const std::string& mode, const std::string& profile, int tokens) {
 }
 
 absl::Status Run(int argc, char** argv) {
-  using tandem::cli::Flags;
+  using tandem::flags::Flags;
   TANDEM_ASSIGN_OR_RETURN(
       Flags flags,
       Flags::Parse(argc - 1, argv + 1,
@@ -155,16 +155,16 @@ absl::Status Run(int argc, char** argv) {
   tandem::bench::SuiteOptions options;
   options.model_dir = flags.Get("model");
   options.text_file = flags.Get("text");
-  TANDEM_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 1));
+  TANDEM_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt<int64_t>("threads", 1, 1, 256));
   options.threads = static_cast<int>(threads);
-  TANDEM_ASSIGN_OR_RETURN(options.split, flags.GetInt("split", 0));
+  TANDEM_ASSIGN_OR_RETURN(options.split, flags.GetInt<int64_t>("split", 0, 0, 4096));
   options.fresh_heads = flags.Has("fresh-heads");
   for (const std::string& e : List(flags.Get("exit-layers"))) {
     int64_t layer;
     if (!absl::SimpleAtoi(e, &layer)) return absl::InvalidArgumentError("--exit-layers: integers");
     options.exit_layers.push_back(layer);
   }
-  TANDEM_ASSIGN_OR_RETURN(options.fresh_threshold, flags.GetDouble("fresh-threshold", 0.5));
+  TANDEM_ASSIGN_OR_RETURN(options.fresh_threshold, flags.GetDouble("fresh-threshold", 0.5, 0.0, 1.0));
   options.headline_codec = flags.Get("headline-codec", "int8");
   const std::string default_modes =
       std::string("cloud-only,edge-full,naive-split,standalone,collab-blocking") +
@@ -173,17 +173,17 @@ absl::Status Run(int argc, char** argv) {
   const std::vector<std::string> profiles = List(flags.Get("profiles", "lan,wifi,4g,poor,drop"));
   const std::vector<std::string> codecs =
       List(flags.Get("codecs", "fp32,fp16,int8,int8+zstd,int4,int4-g64"));
-  TANDEM_ASSIGN_OR_RETURN(int64_t prompts_n, flags.GetInt("prompts", 6));
-  TANDEM_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 32));
-  TANDEM_ASSIGN_OR_RETURN(int64_t tokens, flags.GetInt("tokens", 32));
+  TANDEM_ASSIGN_OR_RETURN(int64_t prompts_n, flags.GetInt<int64_t>("prompts", 6, 1, 10000));
+  TANDEM_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt<int64_t>("prompt-tokens", 32, 1, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(int64_t tokens, flags.GetInt<int64_t>("tokens", 32, 1, 1 << 20));
   const std::string codec_profile = flags.Get("codec-profile", "4g");
-  TANDEM_ASSIGN_OR_RETURN(int64_t codec_prompts, flags.GetInt("codec-prompts", 3));
-  TANDEM_ASSIGN_OR_RETURN(double ratio, flags.GetDouble("ratio", 10));
+  TANDEM_ASSIGN_OR_RETURN(int64_t codec_prompts, flags.GetInt<int64_t>("codec-prompts", 3, 1, 10000));
+  TANDEM_ASSIGN_OR_RETURN(double ratio, flags.GetDouble("ratio", 10, 0.01, 1e6));
   const std::string ratio_profile = flags.Get("ratio-profile", "4g");
-  TANDEM_ASSIGN_OR_RETURN(int64_t ratio_prompts, flags.GetInt("ratio-prompts", 3));
-  TANDEM_ASSIGN_OR_RETURN(int64_t tf_windows, flags.GetInt("tf-windows", 4));
-  TANDEM_ASSIGN_OR_RETURN(int64_t tf_length, flags.GetInt("tf-length", 128));
-  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt("sweep-tokens", 2048));
+  TANDEM_ASSIGN_OR_RETURN(int64_t ratio_prompts, flags.GetInt<int64_t>("ratio-prompts", 3, 1, 10000));
+  TANDEM_ASSIGN_OR_RETURN(int64_t tf_windows, flags.GetInt<int64_t>("tf-windows", 4, 1, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(int64_t tf_length, flags.GetInt<int64_t>("tf-length", 128, 2, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt<int64_t>("sweep-tokens", 2048, 1, 1 << 26));
   if (prompts_n < 1 || tokens < 1 || prompt_tokens < 1) {
     return absl::InvalidArgumentError("--prompts, --tokens and --prompt-tokens must be >= 1");
   }

@@ -1,5 +1,7 @@
 #include "tandem/edge/context_sink.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 namespace tandem::edge {
@@ -21,6 +23,22 @@ void RecordingSink::OnContext(int64_t first_position, const at::Tensor& hidden_a
   first_positions_.push_back(first_position);
   row_counts_.push_back(rows);
   next_position_ = first_position + rows;
+}
+
+void RecordingSink::OnTruncate(int64_t position) {
+  ++truncations_;
+  // Drop whole chunks past `position`, cut the one that straddles it.
+  while (!chunks_.empty() && first_positions_.back() >= position) {
+    chunks_.pop_back();
+    first_positions_.pop_back();
+    row_counts_.pop_back();
+  }
+  if (!chunks_.empty() && first_positions_.back() + row_counts_.back() > position) {
+    const int64_t keep = position - first_positions_.back();
+    chunks_.back() = chunks_.back().narrow(0, 0, keep).clone();
+    row_counts_.back() = keep;
+  }
+  next_position_ = std::min(next_position_, position);
 }
 
 void RecordingSink::OnFinish(int64_t next_position) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tandem/model_config.h"
+#include "tandem/speculative.h"
 #include "tandem/status_macros.h"
 #include "tandem/threads.h"
 
@@ -528,21 +529,8 @@ absl::Status EdgeSequence::Decide(const std::vector<Candidate>& candidates, bool
   if (candidates.empty()) return absl::InternalError("no exit was evaluated");
   const Candidate* chosen = &candidates.back();
   result->source = TokenSource::kExit;
+  result->provisional = false;
   if (!passed) {
-    if (cloud_ != nullptr && row_at_split.defined()) {
-      const absl::Time deadline = absl::Now() + cloud_timeout_;
-      absl::StatusOr<int32_t> token =
-          cloud_->Continue(result->position - 1, row_at_split, sampling_, deadline);
-      if (token.ok() && *token >= 0 && *token < engine_.model().config().vocab_size &&
-          absl::Now() <= deadline) {
-        result->token = *token;
-        result->source = TokenSource::kCloud;
-        result->exit_layer = kCloudLayer;
-        result->confidence = std::numeric_limits<float>::quiet_NaN();
-        result->probability = std::numeric_limits<float>::quiet_NaN();
-        return absl::OkStatus();
-      }
-    }
     result->source = TokenSource::kFallback;
     if (engine_.policy().fallback == StandaloneFallback::kMostConfident) {
       chosen = &candidates.front();
@@ -551,12 +539,90 @@ absl::Status EdgeSequence::Decide(const std::vector<Candidate>& candidates, bool
       }
     }
   }
-  float probability = 0.0f;
-  TANDEM_ASSIGN_OR_RETURN(result->token, sampler_->Sample(chosen->logits, &probability));
   result->exit_layer = chosen->layer;
   result->confidence = chosen->confidence;
-  result->probability = probability;
+  if (passed || cloud_ == nullptr || !row_at_split.defined()) {
+    float probability = 0.0f;
+    TANDEM_ASSIGN_OR_RETURN(result->token, sampler_->Sample(chosen->logits, &probability));
+    result->probability = probability;
+    return absl::OkStatus();
+  }
+  // Collaborative mode: draft from the fallback exit and submit it. Under
+  // sampling the draft comes from that exit's distribution cut to its
+  // draft_top_k_ most likely tokens (any draft distribution keeps the
+  // speculative sampling rule exact; a short one is cheap to send).
+  ContinueRequest request;
+  request.position = result->position - 1;
+  request.hidden_at_split = row_at_split;
+  request.sampling = sampling_;
+  if (sampling_.temperature > 0.0f) {
+    TANDEM_ASSIGN_OR_RETURN(TokenDistribution q, sampler_->Distribution(chosen->logits));
+    request.draft = TruncateDistribution(q, draft_top_k_);
+    request.draft_token = sampler_->SampleFrom(request.draft);
+    for (size_t i = 0; i < request.draft.ids.size(); ++i) {
+      if (request.draft.ids[i] == request.draft_token) result->probability = request.draft.probs[i];
+    }
+  } else {  // greedy: the draft is the argmax; an empty distribution says so
+    float probability = 0.0f;
+    TANDEM_ASSIGN_OR_RETURN(request.draft_token, sampler_->Sample(chosen->logits, &probability));
+    result->probability = probability;
+  }
+  result->token = request.draft_token;
+  result->provisional = cloud_->Submit(request, absl::Now() + cloud_timeout_).ok();
   return absl::OkStatus();
+}
+
+absl::StatusOr<StepResult> EdgeSequence::AwaitVerdict(const StepResult& step) {
+  if (!step.provisional || cloud_ == nullptr) return step;
+  StepResult r = step;
+  r.provisional = false;
+  const absl::Time give_up = absl::Now() + cloud_timeout_ + absl::Milliseconds(100);
+  while (true) {
+    for (const CloudVerdict& v : cloud_->TakeVerdicts(give_up)) {
+      if (v.position != step.position - 1) continue;
+      if (v.status.ok()) {
+        r.source = TokenSource::kCloud;
+        r.token = v.token;
+        r.exit_layer = kCloudLayer;
+        r.confidence = std::numeric_limits<float>::quiet_NaN();
+        r.probability = std::numeric_limits<float>::quiet_NaN();
+        // A rejection: the link resumes uploading once the edge has rolled
+        // back to the draft's position, which it already stands at.
+        if (!v.accepted) TANDEM_RETURN_IF_ERROR(Truncate(position_));
+      }
+      return r;
+    }
+    if (absl::Now() >= give_up) return r;  // no verdict: the draft stands
+  }
+}
+
+absl::Status EdgeSequence::Truncate(int64_t position) {
+  if (!started_) return absl::FailedPreconditionError("EdgeSequence::Truncate before Start");
+  if (position <= 0 || position > position_) {
+    return absl::InvalidArgumentError(absl::StrCat("Truncate(", position, "): the sequence holds ",
+                                                   position_, " positions"));
+  }
+  try {
+    at::InferenceMode guard;
+    std::vector<PendingGroup> kept;
+    for (PendingGroup& g : pending_) {
+      if (g.first_position >= position) continue;
+      const int64_t n = g.rows.size(0);
+      if (g.first_position + n > position) {
+        g.rows = g.rows.narrow(0, 0, position - g.first_position).clone();
+      }
+      kept.push_back(std::move(g));
+    }
+    pending_ = std::move(kept);
+    cache_->Truncate(position);
+    position_ = position;
+    if (sink_next_ > position) sink_next_ = position;
+    if (sink_ != nullptr) sink_->OnTruncate(position);
+    return absl::OkStatus();
+  } catch (const c10::Error& e) {
+    started_ = false;
+    return absl::InternalError(absl::StrCat("EdgeSequence::Truncate: ", e.what_without_backtrace()));
+  }
 }
 
 }  // namespace tandem::edge

@@ -148,12 +148,15 @@ int main(int argc, char** argv) {
           s.cloud.bytes_up, s.cloud.context_bytes, s.cloud.context_rows, s.cloud.continue_bytes,
           s.cloud.bytes_down);
       std::cout << absl::StrFormat(
-          "time %.3f s (prefill %.3f s, %.1f ms/token after); cloud requests %d, %.1f ms each "
-          "round trip, %.1f ms of cloud compute each\n",
-          s.total_seconds, s.prefill_seconds,
-          1e3 * s.decode_seconds / std::max<int64_t>(1, s.generated_tokens - 1), s.cloud.requests,
+          "time %.3f s (%.1f ms/token overall, prefill %.3f s); %d drafts sent to the cloud "
+          "while decoding on: %d confirmed, %d replaced (%d tokens rolled back), %.1f ms "
+          "verdict round trip, %.1f ms of cloud compute each, %.3f s spent waiting\n",
+          s.total_seconds, 1e3 * s.total_seconds / std::max<int64_t>(1, s.generated_tokens),
+          s.prefill_seconds, s.speculation.drafts, s.speculation.accepted,
+          s.speculation.rejected, s.speculation.rolled_back,
           1e3 * s.cloud.request_seconds / std::max<int64_t>(1, s.cloud.cloud_tokens),
-          1e3 * s.cloud.cloud_compute_seconds / std::max<int64_t>(1, s.cloud.cloud_tokens));
+          1e3 * s.cloud.cloud_compute_seconds / std::max<int64_t>(1, s.cloud.cloud_tokens),
+          s.speculation.wait_seconds);
     }
   }
   session = absl::StatusOr<std::unique_ptr<tandem::edge::EdgeSession>>(nullptr);  // close the stream

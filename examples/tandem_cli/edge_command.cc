@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "commands.h"
 #include "sampling_flags.h"
 #include "tandem/flags.h"
@@ -36,7 +37,19 @@ constexpr char kHelp[] =
     "                       int4 (default: libtorch fp32)\n"
     "  --fresh-heads        no trained heads: start them from the final norm + LM head\n"
     "  --show-exits         print each token as [layer|text] (c = confident, f = fallback)\n"
-    "  --no-eos             do not stop at EOS\n";
+    "  --no-eos             do not stop at EOS\n"
+    "collaborative mode (a tandem-cloud server; without --cloud: standalone):\n"
+    "  --cloud HOST:PORT    verify undecided tokens with the cloud\n"
+    "  --codec C            hidden states on the wire: fp32 fp16 bf16 int8 int4 int4-g64,\n"
+    "                       +zstd optional (default int8)\n"
+    "  --delivery D         confirmed (default: only verified tokens) | eager\n"
+    "  --max-in-flight N    drafts awaiting the cloud at once (default 32; 0 = wait for each)\n"
+    "  --fixed-window       do not adapt the window to the rollback rate\n"
+    "  --request-timeout-ms N  a draft stands if the cloud has not answered by then (1000)\n"
+    "  --api-key KEY        sent as authorization: Bearer KEY\n"
+    "  --tls-ca FILE        PEM of the CAs to trust (enables TLS)\n"
+    "  --tls-server-name N  name expected in the server certificate\n"
+    "  --tls-client-cert FILE --tls-client-key FILE   mutual TLS\n";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "tandem edge: %s\n", std::string(status.message()).c_str());
@@ -73,8 +86,9 @@ int RunEdgeCommand(int argc, char** argv) {
       argc - 1, argv + 1,
       {"model", "prompt", "split", "exits", "threshold", "measure", "fallback", "max-new-tokens",
        "max-context", "temperature", "top-k", "top-p", "seed", "stop", "threads",
-       "weights"},
-      {"help", "fresh-heads", "show-exits", "no-eos"});
+       "weights", "cloud", "codec", "delivery", "max-in-flight", "request-timeout-ms", "api-key",
+       "tls-ca", "tls-server-name", "tls-client-cert", "tls-client-key"},
+      {"help", "fresh-heads", "show-exits", "no-eos", "fixed-window"});
   if (!flags.ok()) {
     std::fprintf(stderr, "tandem edge: %s\n%s", std::string(flags.status().message()).c_str(),
                  kHelp);
@@ -90,8 +104,11 @@ int RunEdgeCommand(int argc, char** argv) {
   auto max_context = flags->GetInt<int64_t>("max-context", 0, 0, int64_t{1} << 31);
   auto threads = flags->GetInt<int>("threads", 0, 0, 4096);
   auto exits = flags->GetIntList("exits", 1, 4096);
+  auto max_in_flight = flags->GetInt<int32_t>("max-in-flight", 32, 0, 4096);
+  auto request_timeout_ms = flags->GetInt<int64_t>("request-timeout-ms", 1000, 1, 600000);
   for (const absl::Status& s : {split.status(), max_new.status(), max_context.status(),
-                                threads.status(), exits.status()}) {
+                                threads.status(), exits.status(), max_in_flight.status(),
+                                request_timeout_ms.status()}) {
     if (!s.ok()) return Fail(s);
   }
   auto generation = tandem::GenerationConfig::LoadDir(flags->Get("model"));
@@ -136,6 +153,26 @@ int RunEdgeCommand(int argc, char** argv) {
     pool = std::make_unique<tandem::ThreadPool>(pool_threads);
     options.thread_pool = pool.get();
   }
+  if (flags->Has("cloud")) {
+    options.cloud.address = flags->Get("cloud");
+    options.cloud.codec = flags->Get("codec", "int8");
+    options.cloud.max_in_flight = *max_in_flight;
+    options.cloud.adaptive_depth = !flags->Has("fixed-window");
+    options.cloud.request_timeout = absl::Milliseconds(*request_timeout_ms);
+    options.cloud.api_key = flags->Get("api-key", "");
+    options.cloud.tls_root_certs_file = flags->Get("tls-ca", "");
+    options.cloud.tls_server_name = flags->Get("tls-server-name", "");
+    options.cloud.tls_client_cert_file = flags->Get("tls-client-cert", "");
+    options.cloud.tls_client_key_file = flags->Get("tls-client-key", "");
+  } else {
+    for (const char* name : {"codec", "delivery", "max-in-flight", "request-timeout-ms", "api-key",
+                             "tls-ca", "tls-server-name", "tls-client-cert", "tls-client-key",
+                             "fixed-window"}) {
+      if (flags->Has(name)) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat("--", name, " needs --cloud")));
+      }
+    }
+  }
 
   auto session = tandem::edge::EdgeSession::Create(options);
   if (session.ok() && !std::isnan(all)) {
@@ -170,20 +207,38 @@ int RunEdgeCommand(int argc, char** argv) {
   request.sampling = *sampling;
   request.stop_at_eos = !flags->Has("no-eos");
   if (flags->Has("stop")) request.stop_strings.push_back(flags->Get("stop"));
+  const std::string delivery = flags->Get("delivery", "confirmed");
+  if (delivery == "eager") {
+    request.delivery = tandem::edge::GenerateOptions::Delivery::kEager;
+  } else if (delivery != "confirmed") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--delivery must be confirmed or eager, got '", delivery, "'")));
+  }
   const bool show_exits = flags->Has("show-exits");
 
   const std::string prompt = flags->Get("prompt");
   std::cout << prompt << std::flush;
-  auto summary = (*session)->Generate(prompt, request, [&](const tandem::edge::TokenInfo& t) {
+  auto on_token = [&](const tandem::edge::TokenInfo& t) {
     if (show_exits && t.id >= 0) {
-      const char kind = t.source == tandem::edge::TokenSource::kExit ? 'c' : 'f';
-      std::cout << "[" << t.exit_layer << kind << "|" << t.text << "]";
+      using tandem::edge::TokenSource;
+      if (t.source == TokenSource::kCloud) {
+        std::cout << "[C" << (t.draft_accepted ? "=" : "!") << "|" << t.text << "]";
+      } else {
+        const char kind = t.source == TokenSource::kExit ? 'c' : 'f';
+        std::cout << "[" << t.exit_layer << kind << (t.provisional ? "?" : "") << "|" << t.text
+                  << "]";
+      }
     } else {
       std::cout << t.text;
     }
     std::cout << std::flush;
     return true;
-  });
+  };
+  auto on_rollback = [&](const tandem::edge::Rollback& r) {
+    // A terminal cannot redraw: mark the rollback instead of erasing text.
+    std::cout << "<-" << r.tokens << ">" << std::flush;
+  };
+  auto summary = (*session)->Generate(prompt, request, on_token, on_rollback);
   std::cout << std::endl;  // flushed before the statistics on stderr
   if (!summary.ok()) return Fail(summary.status());
 
@@ -197,6 +252,24 @@ int RunEdgeCommand(int argc, char** argv) {
                summary->prefill_seconds * 1e3, stats.seconds_per_token() * 1e3,
                stats.seconds_per_token() > 0 ? 1.0 / stats.seconds_per_token() : 0.0,
                static_cast<long long>(summary->bytes_to_sink));
+  if (summary->cloud.requests > 0 || (*session)->cloud_link() != nullptr) {
+    const tandem::edge::CloudLinkStats& c = summary->cloud;
+    const tandem::edge::SpeculationStats& sp = summary->speculation;
+    std::fprintf(stderr,
+                 "[cloud: %lld tokens decided by the cloud (%lld drafts: %lld accepted, %lld "
+                 "replaced, %lld unverified); %lld rolled back, %lld edge steps wasted; "
+                 "%.1f ms waiting; window %d, mean in flight %.1f; bytes up %lld (context %lld, "
+                 "requests %lld), down %lld; %.1f ms per verdict%s%s]\n",
+                 static_cast<long long>(summary->counts.cloud), static_cast<long long>(sp.drafts),
+                 static_cast<long long>(sp.accepted), static_cast<long long>(sp.rejected),
+                 static_cast<long long>(sp.unverified), static_cast<long long>(sp.rolled_back),
+                 static_cast<long long>(sp.wasted_steps), sp.wait_seconds * 1e3, sp.final_window,
+                 sp.mean_in_flight, static_cast<long long>(c.bytes_up),
+                 static_cast<long long>(c.context_bytes), static_cast<long long>(c.continue_bytes),
+                 static_cast<long long>(c.bytes_down),
+                 c.cloud_tokens ? 1e3 * c.request_seconds / c.cloud_tokens : 0.0,
+                 c.last_error.empty() ? "" : "; last error: ", c.last_error.c_str());
+  }
   std::fprintf(stderr, "  exit  threshold   confident   fallback   share   mean conf\n");
   for (int64_t e : engine.exit_layers()) {
     auto count = [](const std::map<int64_t, int64_t>& m, int64_t k) {

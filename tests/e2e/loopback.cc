@@ -166,6 +166,8 @@ TeacherForcedResult TeacherForced(const edge::EdgeOptions& options,
     const std::vector<int64_t> argmax = FullArgmax(window);
     auto step = (*sequence)->Start(absl::MakeConstSpan(window.data(), 1));
     for (size_t p = 1; p < window.size() && step.ok(); ++p) {
+      step = (*sequence)->AwaitVerdict(*step);
+      if (!step.ok()) break;
       const bool agrees = argmax[p - 1] == step->token;
       ++r.positions;
       r.agreed += agrees;

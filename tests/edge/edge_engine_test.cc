@@ -365,24 +365,30 @@ TEST(EdgeEngine, FromPartsValidatesTheSplitAndExits) {
 class FakeCloud : public CloudContinuation {
  public:
   explicit FakeCloud(const RecordingSink* sink) : sink_(sink) {}
-  absl::StatusOr<int32_t> Continue(int64_t position, const at::Tensor& hidden,
-                                   const SamplingParams&, absl::Time) override {
+  absl::Status Submit(const ContinueRequest& request, absl::Time) override {
     ++calls;
     // The context through `position` is already with the sink.
-    sink_positions_ok = sink_positions_ok && sink_->next_position() == position + 1;
-    EXPECT_EQ(hidden.size(0), 1);
+    sink_positions_ok = sink_positions_ok && sink_->next_position() == request.position + 1;
+    EXPECT_EQ(request.hidden_at_split.size(0), 1);
     if (!error.ok()) return error;
-    return 42;
+    submitted.push_back(request.position);
+    ContinueRequest copy = request;
+    copy.hidden_at_split = at::Tensor();
+    requests.push_back(std::move(copy));
+    return absl::OkStatus();
   }
+  std::vector<CloudVerdict> TakeVerdicts(absl::Time) override { return {}; }
   absl::Status error = absl::OkStatus();
   int calls = 0;
+  std::vector<int64_t> submitted;
+  std::vector<ContinueRequest> requests;  // copies (the row is dropped)
   bool sink_positions_ok = true;
 
  private:
   const RecordingSink* sink_;
 };
 
-TEST(EdgeSequence, CloudSeamIsAskedOnlyWhenNoExitPassesAndFallsBackOnError) {
+TEST(EdgeSequence, DraftsAreSubmittedOnlyWhenNoExitPasses) {
   at::InferenceMode guard;
   Fixture f = MakeParts();
   auto engine = MakeEngine(f, {{1, kNever}, {2, kNever}, {3, kNever}});
@@ -392,22 +398,97 @@ TEST(EdgeSequence, CloudSeamIsAskedOnlyWhenNoExitPassesAndFallsBackOnError) {
   seq->set_cloud(&cloud, absl::Seconds(5));
   std::vector<int32_t> fed;
   for (const StepResult& s : Decode(*seq, 4, &fed)) {
-    EXPECT_EQ(s.source, TokenSource::kCloud);
-    EXPECT_EQ(s.exit_layer, kCloudLayer);
-    EXPECT_EQ(s.token, 42);
+    EXPECT_TRUE(s.provisional);
+    EXPECT_EQ(s.source, TokenSource::kFallback);
+    EXPECT_EQ(s.exit_layer, kSplit);
   }
   EXPECT_EQ(cloud.calls, 5);
   EXPECT_TRUE(cloud.sink_positions_ok);
-  cloud.error = absl::DeadlineExceededError("slow link");
+  // A cloud that cannot be asked: the draft is an ordinary fallback token.
+  cloud.error = absl::UnavailableError("link down");
   for (const StepResult& s : Decode(*seq, 2, &fed)) {
+    EXPECT_FALSE(s.provisional);
     EXPECT_EQ(s.source, TokenSource::kFallback);
-    EXPECT_EQ(s.exit_layer, kSplit);
   }
   // A confident exit never asks.
   ASSERT_TRUE(seq->set_thresholds({{1, 0.0}, {2, kNever}, {3, kNever}}).ok());
   const int before = cloud.calls;
   Decode(*seq, 2, &fed);
   EXPECT_EQ(cloud.calls, before);
+}
+
+// Under sampling the draft is drawn from exactly the distribution sent with it
+// (what makes the cloud's speculative sampling rule exact): over many seeded
+// first tokens, each draft token's frequency matches its sent probability.
+TEST(EdgeSequence, SampledDraftsFollowTheDistributionSentWithThem) {
+  at::InferenceMode guard;
+  Fixture f = MakeParts();
+  auto engine = MakeEngine(f, {{1, kNever}, {2, kNever}, {3, kNever}});
+  RecordingSink sink;
+  auto seq = engine->NewSequence(0, &sink).value();
+  FakeCloud cloud(&sink);
+  seq->set_cloud(&cloud, absl::Seconds(5), /*draft_top_k=*/4);
+  SamplingParams sampling;
+  sampling.temperature = 1.5f;  // a flat distribution: several tokens matter
+  constexpr int kRuns = 3000;
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < kRuns; ++i) {
+    sampling.seed = 1000 + i;
+    auto r = seq->Start(Prompt(), sampling);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->provisional);
+    ++seen[r->token];
+  }
+  // The same prompt gives the same q every time.
+  const ContinueRequest& q = cloud.requests.back();
+  ASSERT_EQ(q.draft.ids.size(), 4u);
+  double sum = 0.0, chi2 = 0.0;
+  for (size_t k = 0; k < q.draft.ids.size(); ++k) {
+    sum += q.draft.probs[k];
+    const double expected = kRuns * q.draft.probs[k];
+    const double d = seen[q.draft.ids[k]] - expected;
+    chi2 += d * d / expected;
+    seen.erase(q.draft.ids[k]);
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+  EXPECT_TRUE(seen.empty()) << "a draft outside the distribution sent";
+  // 3 degrees of freedom: P(chi2 > 16.27) = 0.001 for the right sampler.
+  EXPECT_LT(chi2, 16.27);
+}
+
+// Truncate after decoding on top of drafts leaves the KV cache equal to a
+// sequence that never took them (the rollback of a rejected draft).
+TEST(EdgeSequence, TruncateRestoresTheCacheOfTheShorterSequence) {
+  at::InferenceMode guard;
+  Fixture f = MakeParts();
+  // Exit 1 always passes: every token's row is deferred, the hard case.
+  auto engine = MakeEngine(f, {{1, 0.0}, {2, kNever}, {3, kNever}});
+  auto a = engine->NewSequence(64).value();
+  auto b = engine->NewSequence(64).value();
+  const std::vector<int32_t> prompt = {5, 9, 2, 7};
+  ASSERT_TRUE(a->Start(prompt).ok());
+  ASSERT_TRUE(b->Start(prompt).ok());
+  for (int32_t t : {11, 3, 8}) {
+    ASSERT_TRUE(a->Step(t).ok());
+    ASSERT_TRUE(b->Step(t).ok());
+  }
+  for (int32_t t : {40, 41, 42, 43}) ASSERT_TRUE(a->Step(t).ok());  // the abandoned branch
+  ASSERT_TRUE(a->Truncate(7).ok());
+  EXPECT_EQ(a->position(), 7);
+  ASSERT_TRUE(b->Flush().ok());
+  ASSERT_TRUE(a->Flush().ok());
+  // Both go on with the same token; their caches must then be equal.
+  ASSERT_TRUE(a->Step(20).ok());
+  ASSERT_TRUE(b->Step(20).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  ASSERT_TRUE(b->Flush().ok());
+  for (int64_t l = 0; l < kSplit; ++l) {
+    ASSERT_EQ(a->cache().length(l), b->cache().length(l)) << "layer " << l;
+    EXPECT_TRUE(at::allclose(a->cache().keys(l), b->cache().keys(l), 1e-6, 1e-6)) << l;
+    EXPECT_TRUE(at::allclose(a->cache().values(l), b->cache().values(l), 1e-6, 1e-6)) << l;
+  }
+  EXPECT_FALSE(a->Truncate(0).ok());
+  EXPECT_FALSE(a->Truncate(100).ok());
 }
 
 }  // namespace

@@ -82,13 +82,15 @@ class ContinuationService final : public wire::Continuation::Service {
 
   grpc::Status Generate(grpc::ServerContext* context, const wire::GenerateRequest* request,
                         grpc::ServerWriter<wire::GenerateReply>* writer) override {
-    absl::StatusOr<std::string> identity = Authenticate(*context);
+    std::string key;
+    absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
+      service_->CountRefusal(identity.status().code());
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(identity.status().message()));
+      return wire::ToGrpcStatus(identity.status());
     }
-    Register(context);
+    Register(context, key);
     grpc::Status status = ServeCloudOnly(service_, context, *identity, *request, writer);
     Unregister(context);
     return status;

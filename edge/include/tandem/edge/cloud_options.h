@@ -5,11 +5,17 @@
 #define TANDEM_EDGE_CLOUD_OPTIONS_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace tandem::edge {
+namespace link {
+class Transport;  // src/link/transport.h
+}
 
 // How the edge rebuilds the cloud's context when the cloud lost it (eviction,
 // restart, another replica).
@@ -59,6 +65,31 @@ struct CloudOptions {
   std::string tls_client_key_file;
   // Largest message sent or accepted, in [1024, 2^31 - 1] (gRPC takes an int).
   int64_t max_message_bytes = 4 << 20;
+
+  // --- Pipelined speculative verification (cloud_continuation.h) ---
+  // Drafts that may await the cloud's verdict at once while the edge decodes
+  // on top of them. 0 = the blocking policy: wait for each verdict before the
+  // next step (what prior systems do; kept for comparison). To hide a round
+  // trip it must cover RTT / (edge time per token) drafts.
+  int32_t max_in_flight = 32;
+  // Adapt the window between min(min_in_flight, max_in_flight) and
+  // max_in_flight: halve it at each
+  // rollback, grow it by one at each accepted draft (AIMD). A smaller window
+  // wastes fewer edge steps after a rejection but waits more.
+  bool adaptive_depth = true;
+  int32_t min_in_flight = 4;
+  // Under sampling, the draft is drawn from the fallback exit's distribution cut
+  // to this many most likely tokens, and that distribution is sent with it
+  // (8 bytes a token) so the cloud can apply the speculative sampling rule.
+  int32_t draft_top_k = 8;
+
+  // How to reach the server; empty = gRPC to `address` (the normal case).
+  // For tests and custom transports (an in-process server, a fault injector:
+  // src/link/). Called once per CloudLink.
+  std::function<std::unique_ptr<link::Transport>()> transport;
+
+  // InvalidArgument naming the first bad field.
+  absl::Status Validate() const;
 };
 
 }  // namespace tandem::edge

@@ -56,6 +56,11 @@ class ContextSink {
   // is borrowed for the duration of the call only — copy what must be kept.
   virtual void OnContext(int64_t first_position, const at::Tensor& hidden_at_split) = 0;
 
+  // The edge rolled back (a rejected draft, DESIGN.md step 3): every position
+  // >= `position` is forgotten — ids and rows alike — and the next OnInput /
+  // OnContext continue at `position`. Default: nothing.
+  virtual void OnTruncate(int64_t position) { (void)position; }
+
   // The sequence ended (generation finished, stopped or cancelled). Positions
   // >= `next_position` were never handed over (the last emitted token is not fed
   // back, and a row still deferred at an early exit stays on the edge unless
@@ -69,6 +74,7 @@ class RecordingSink : public ContextSink {
  public:
   void OnBegin(const SequenceInfo& info) override;
   void OnContext(int64_t first_position, const at::Tensor& hidden_at_split) override;
+  void OnTruncate(int64_t position) override;
   void OnFinish(int64_t next_position) override;
 
   // Rows received since the last OnBegin, concatenated: [positions, D], fp32.
@@ -78,6 +84,7 @@ class RecordingSink : public ContextSink {
   const std::vector<int64_t>& first_positions() const { return first_positions_; }
   const std::vector<int64_t>& row_counts() const { return row_counts_; }
   int64_t begins() const { return begins_; }
+  int64_t truncations() const { return truncations_; }
   int64_t finishes() const { return finishes_; }
   // Position the next row is expected at (rows received since OnBegin).
   int64_t next_position() const { return next_position_; }
@@ -89,6 +96,7 @@ class RecordingSink : public ContextSink {
   std::vector<int64_t> first_positions_;
   std::vector<int64_t> row_counts_;
   int64_t begins_ = 0;
+  int64_t truncations_ = 0;
   int64_t finishes_ = 0;
   int64_t next_position_ = 0;
   bool in_order_ = true;

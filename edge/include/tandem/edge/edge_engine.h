@@ -14,9 +14,13 @@
 //     alone to S after the decision. So at the end of every step at most one
 //     row — the step's own token — is pending, and every KV entry equals what
 //     running all edge layers would give (never a copied state).
-//  3. No exit passed by S: a CloudContinuation, if one is set, is asked; without
-//     one (standalone mode) or when it fails,
-//     the fallback exit's token is emitted (EdgeOptions::fallback).
+//  3. No exit passed by S: the fallback exit (EdgeOptions::fallback) drafts the
+//     token. With a CloudContinuation set (collaborative mode) the draft is
+//     submitted for verification and returned as *provisional*
+//     (StepResult::provisional): the caller may decode on top of it; if the
+//     cloud rejects it, Truncate() rolls the sequence back and the cloud's
+//     token is fed instead. Without one (standalone mode), or when the cloud
+//     cannot be asked, the draft is the token.
 //  4. Every row reaching S goes to the ContextSink, in position order.
 //  The prompt is prefilled as one batch through [0, S) (never deferred); its
 //  last row's exits decide the first token the same way.
@@ -80,6 +84,9 @@ struct StepResult {
   float confidence = 0.0f;    // that head's confidence (ExitPolicy::measure); NaN for cloud
   float probability = 0.0f;   // probability of `token` under that head's softmax
   int64_t rows_to_sink = 0;   // rows handed to the ContextSink during this step
+  // Collaborative mode: the token is a draft submitted to the cloud for
+  // verification (source kFallback until a verdict says otherwise).
+  bool provisional = false;
 };
 
 class EdgeSequence;
@@ -167,11 +174,29 @@ class EdgeSequence {
   // run time through this. InvalidArgument for a layer that is not an exit.
   absl::Status set_thresholds(const std::map<int64_t, double>& thresholds);
 
+  // Forgets every position >= `position` (0 < position <= position()): the KV
+  // cache of every edge layer, deferred rows, and — through
+  // ContextSink::OnTruncate — what the sink holds. The next Step feeds the
+  // token at `position`. Used to roll back provisional tokens the cloud
+  // rejected. InvalidArgument outside that range, FailedPrecondition before
+  // Start.
+  absl::Status Truncate(int64_t position);
+
+  // The blocking policy for callers driving a sequence step by step: waits
+  // for the verdict on `step` (the result of the latest Start/Step, when
+  // provisional) and returns the decided token — the cloud's (source kCloud)
+  // or, without a verdict by the request's deadline, the draft (kFallback).
+  // A rejection needs no rollback here (nothing was fed on top of the draft).
+  // Returns `step` unchanged when it is not provisional.
+  absl::StatusOr<StepResult> AwaitVerdict(const StepResult& step);
+
   // Collaborative mode seam (cloud_continuation.h): borrowed, may be null (=
-  // standalone). `timeout` bounds each Continue call.
-  void set_cloud(CloudContinuation* cloud, absl::Duration timeout) {
+  // standalone). `timeout` is each request's deadline after its Submit;
+  // `draft_top_k` (>= 1) bounds the draft distribution sent under sampling.
+  void set_cloud(CloudContinuation* cloud, absl::Duration timeout, int draft_top_k = 8) {
     cloud_ = cloud;
     cloud_timeout_ = timeout;
+    draft_top_k_ = draft_top_k < 1 ? 1 : draft_top_k;
   }
 
   // Tokens fed so far (prompt + stepped tokens) = the next token's position.
@@ -221,6 +246,7 @@ class EdgeSequence {
   ContextSink* sink_;
   CloudContinuation* cloud_ = nullptr;
   absl::Duration cloud_timeout_ = absl::Seconds(1);
+  int draft_top_k_ = 8;
   std::optional<Sampler> sampler_;
   SamplingParams sampling_;
   std::vector<double> thresholds_;     // aligned with engine_.exit_layers()

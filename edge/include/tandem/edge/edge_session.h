@@ -10,9 +10,15 @@
 // edge's exits, and when none is confident the fallback exit decides; the
 // network is never used. Collaborative (cloud.address set) — the session owns a
 // CloudLink: every row at S is uploaded in the background, and a token no exit
-// is confident about is asked from the cloud. A slow, failing or absent cloud
-// is never an error: that token comes from the fallback exit (TokenInfo::source
-// says where each token was decided) and the link reconnects and resyncs.
+// is confident about is drafted by the fallback exit and verified by the cloud
+// (pipelined speculative verification, cloud_continuation.h): the edge decodes
+// on top of up to CloudOptions::max_in_flight drafts while their verdicts are
+// on the way, and rolls back when the cloud replaces one. What the app sees
+// depends on GenerateOptions::delivery: only verified tokens (the default; under
+// greedy decoding the text is token-identical to waiting for every answer), or
+// every token at once with rollbacks. A slow, failing or absent cloud is never
+// an error: the draft stands (TokenInfo::source says where each token was
+// decided) and the link reconnects and resyncs.
 //
 // Each Generate starts a fresh sequence (no multi-turn state is kept).
 //
@@ -60,6 +66,27 @@ struct GenerateOptions {
   bool stop_at_eos = true;
   // Add the tokenizer's special tokens (e.g. BOS) to the prompt.
   bool add_special_tokens = true;
+
+  // Collaborative mode: what on_token receives.
+  enum class Delivery {
+    // Only tokens whose fate is known (exit-decided, verified by the cloud, or
+    // kept after their verification failed), in order. Under greedy decoding
+    // the text equals the blocking policy's.
+    kConfirmed,
+    // Every token as soon as it is decoded, drafts included
+    // (TokenInfo::provisional); when the cloud replaces a draft, on_rollback
+    // says what to take back, then the replacement and what follows stream.
+    // For UIs that redraw.
+    kEager,
+  };
+  Delivery delivery = Delivery::kConfirmed;
+};
+
+// What an eager-delivery rollback takes back (GenerateOptions::kEager).
+struct Rollback {
+  int64_t position = 0;  // first position taken back (the replaced draft's)
+  int64_t tokens = 0;    // streamed tokens taken back
+  int64_t bytes = 0;     // bytes of streamed text taken back (from the end)
 };
 
 // One streamed token.
@@ -77,6 +104,10 @@ struct TokenInfo {
   float confidence = 0.0f;   // the deciding head's confidence
   float probability = 0.0f;  // probability of `id` under that head
   double seconds = 0.0;      // wall time of the decode step that produced it
+  // Eager delivery: streamed before the cloud's verdict (may be rolled back).
+  bool provisional = false;
+  // source kCloud: the edge's draft was confirmed (false: the cloud replaced it).
+  bool draft_accepted = false;
 };
 
 enum class StopReason {
@@ -97,6 +128,19 @@ struct ExitCounts {
   int64_t total() const;
 };
 
+// Pipelined verification over one Generate (collaborative mode).
+struct SpeculationStats {
+  int64_t drafts = 0;          // tokens submitted to the cloud for verification
+  int64_t accepted = 0;        // drafts the cloud confirmed
+  int64_t rejected = 0;        // drafts the cloud replaced (each one rollback)
+  int64_t unverified = 0;      // drafts kept without a verdict (deadline, link down)
+  int64_t rolled_back = 0;     // tokens dropped by rollbacks (drafts and what followed)
+  int64_t wasted_steps = 0;    // decode steps whose work a rollback discarded
+  double wait_seconds = 0.0;   // decode thread blocked waiting for verdicts
+  double mean_in_flight = 0.0; // drafts awaiting a verdict, averaged over decode steps
+  int32_t final_window = 0;    // the adaptive window's limit at the end
+};
+
 struct GenerationSummary {
   std::vector<int32_t> ids;  // generated ids (EOS excluded)
   std::string text;          // exactly the concatenation of streamed text
@@ -111,6 +155,7 @@ struct GenerationSummary {
   // Collaborative mode: what the cloud link did during this call (zero in
   // standalone mode).
   CloudLinkStats cloud;
+  SpeculationStats speculation;
 };
 
 // Cumulative over a session's Generate calls.
@@ -145,13 +190,15 @@ class EdgeSession {
   // see GenerationSummary::stop_reason.
   absl::StatusOr<GenerationSummary> Generate(
       const std::string& prompt, const GenerateOptions& options,
-      const std::function<bool(const TokenInfo&)>& on_token = nullptr);
+      const std::function<bool(const TokenInfo&)>& on_token = nullptr,
+      const std::function<void(const Rollback&)>& on_rollback = nullptr);
 
   // Same on token ids (no tokenizer involved: TokenInfo::text stays empty and
   // stop strings are ignored; EOS still stops when stop_at_eos).
   absl::StatusOr<GenerationSummary> GenerateIds(
       const std::vector<int32_t>& prompt_ids, const GenerateOptions& options,
-      const std::function<bool(const TokenInfo&)>& on_token = nullptr);
+      const std::function<bool(const TokenInfo&)>& on_token = nullptr,
+      const std::function<void(const Rollback&)>& on_rollback = nullptr);
 
   // Asks the running Generate to stop before its next decode step (it returns
   // OK with stop_reason kCancelled). Callable from any thread; a Cancel that
@@ -168,12 +215,14 @@ class EdgeSession {
   EdgeSession() = default;
   absl::StatusOr<GenerationSummary> Run(const std::vector<int32_t>& prompt_ids,
                                         const GenerateOptions& options, bool with_text,
-                                        const std::function<bool(const TokenInfo&)>& on_token);
+                                        const std::function<bool(const TokenInfo&)>& on_token,
+                                        const std::function<void(const Rollback&)>& on_rollback);
 
   std::unique_ptr<EdgeEngine> engine_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<CloudLink> link_;  // collaborative mode; outlives sequence_ use
   std::unique_ptr<EdgeSequence> sequence_;  // used by the running Generate only
+  CloudOptions cloud_options_;
   std::atomic<bool> running_{false};
   std::atomic<bool> cancel_{false};
   mutable absl::Mutex mu_;
