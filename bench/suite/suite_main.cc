@@ -177,13 +177,13 @@ absl::Status Run(int argc, char** argv) {
   TANDEM_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt<int64_t>("prompt-tokens", 32, 1, 1 << 20));
   TANDEM_ASSIGN_OR_RETURN(int64_t tokens, flags.GetInt<int64_t>("tokens", 32, 1, 1 << 20));
   const std::string codec_profile = flags.Get("codec-profile", "4g");
-  TANDEM_ASSIGN_OR_RETURN(int64_t codec_prompts, flags.GetInt<int64_t>("codec-prompts", 3, 1, 10000));
+  TANDEM_ASSIGN_OR_RETURN(int64_t codec_prompts, flags.GetInt<int64_t>("codec-prompts", 3, 0, 10000));
   TANDEM_ASSIGN_OR_RETURN(double ratio, flags.GetDouble("ratio", 10, 0.01, 1e6));
   const std::string ratio_profile = flags.Get("ratio-profile", "4g");
-  TANDEM_ASSIGN_OR_RETURN(int64_t ratio_prompts, flags.GetInt<int64_t>("ratio-prompts", 3, 1, 10000));
-  TANDEM_ASSIGN_OR_RETURN(int64_t tf_windows, flags.GetInt<int64_t>("tf-windows", 4, 1, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(int64_t ratio_prompts, flags.GetInt<int64_t>("ratio-prompts", 3, 0, 10000));
+  TANDEM_ASSIGN_OR_RETURN(int64_t tf_windows, flags.GetInt<int64_t>("tf-windows", 4, 0, 1 << 20));
   TANDEM_ASSIGN_OR_RETURN(int64_t tf_length, flags.GetInt<int64_t>("tf-length", 128, 2, 1 << 20));
-  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt<int64_t>("sweep-tokens", 2048, 1, 1 << 26));
+  TANDEM_ASSIGN_OR_RETURN(int64_t sweep_tokens, flags.GetInt<int64_t>("sweep-tokens", 2048, 0, 1 << 26));
   if (prompts_n < 1 || tokens < 1 || prompt_tokens < 1) {
     return absl::InvalidArgumentError("--prompts, --tokens and --prompt-tokens must be >= 1");
   }

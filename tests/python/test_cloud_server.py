@@ -40,7 +40,8 @@ def test_collaboration_records_add_up_to_the_stats(cloud, model_dir):
     assert counts["exit"] == sum(s.exit_tokens.values())
     assert counts["fallback"] == sum(s.fallback_tokens.values()) == s.cloud.failed_requests == 0
     assert sum(counts.values()) == s.generated_tokens == 32
-    assert s.cloud_tokens > 0 and s.cloud.requests == s.cloud_tokens
+    # Pipelined: drafts rolled back by an earlier rejection were requested too.
+    assert s.cloud_tokens > 0 and s.cloud.requests >= s.cloud_tokens
     assert s.cloud.bytes_up > 0 and s.cloud.bytes_down > 0
     after = cloud.stats()
     assert after.tokens_sent - before.tokens_sent == s.cloud_tokens
