@@ -232,7 +232,15 @@ wire::ClientMessage LinkCore::Opened(uint64_t* stream_id) {
   stats_.bytes_up += static_cast<int64_t>(message.ByteSizeLong());
   ++stats_.connects;
   ++attempts_;
-  state_ = State::kOpening;
+  // The first stream of a sequence opens a session the server has never seen
+  // (a fresh id, at position 0, branch 0), so it needs no answer before it
+  // sends: the server reads the stream in order, and rows and drafts follow the
+  // Open at once (saves a round trip per generation). Any later stream of the
+  // sequence waits for the Ack, which says what the server still holds and on
+  // which branch.
+  const bool fresh_session = stream_generation_ != generation_;
+  state_ = fresh_session ? State::kReady : State::kOpening;
+  if (fresh_session) branch_ = 0;
   stream_open_ = true;
   stream_id_ += 1;
   *stream_id = stream_id_;
