@@ -177,6 +177,47 @@ TEST_P(RejectAt, UploadsStopAtTheRollbackUntilTheEdgeTruncatesThenUseTheNewBranc
 
 INSTANTIATE_TEST_SUITE_P(FirstMiddleLast, RejectAt, ::testing::Values(0, 1, 2));
 
+// A new sequence opens a session the server has never seen: its rows and
+// drafts follow the Open without waiting for the Ack, on branch 0 even when
+// the previous sequence ended on a later branch.
+TEST_F(LinkCoreTest, ANewSequenceSendsRightAfterItsOpenOnBranchZero) {
+  BeginAndConnect(4);
+  Step(true);  // draft at 4
+  Flush();
+  Token(4, 70, wire::VERDICT_REJECTED, 3);
+  ASSERT_EQ(core_.branch(), 3u);
+  core_.Finish();
+
+  core_.Begin(SequenceInfo{{}, 128}, "session-id-second-sequence", now_);
+  core_.Input(0, std::vector<int32_t>(4, 7));
+  core_.Context(0, at::randn({4, kDim}), now_);
+  LinkCore::Plan plan = core_.Poll(now_);
+  ASSERT_EQ(plan.want, LinkCore::Want::kDisconnect);  // the old stream is retired
+  core_.Disconnected(now_);
+  plan = core_.Poll(now_);
+  ASSERT_EQ(plan.want, LinkCore::Want::kConnect);
+  wire::ClientMessage open = core_.Opened(&stream_);
+  EXPECT_EQ(open.open().session_id(), "session-id-second-sequence");
+  EXPECT_TRUE(core_.ready()) << "no Ack needed for a fresh session";
+  EXPECT_EQ(core_.branch(), 0u);
+  position_ = 4;
+  Step(true);
+  auto writes = Flush();
+  EXPECT_EQ(ContextRanges(writes, 0), (std::vector<std::pair<int64_t, int64_t>>{{0, 4}}));
+  ASSERT_EQ(ContinuePositions(writes), std::vector<int64_t>{4});
+  EXPECT_EQ(writes.back().continue_().branch(), 0u);
+
+  // A later stream of the same sequence resumes: it waits for the Ack.
+  core_.StreamBroken(stream_, now_);
+  core_.Disconnected(now_);
+  now_ += absl::Seconds(1);
+  plan = core_.Poll(now_);
+  ASSERT_EQ(plan.want, LinkCore::Want::kConnect);
+  open = core_.Opened(&stream_);
+  EXPECT_GT(open.open().resume_next_position(), 0u);
+  EXPECT_FALSE(core_.ready());
+}
+
 TEST_F(LinkCoreTest, TwoRollbacksInOneWindow) {
   BeginAndConnect(4);
   for (int i = 0; i < 4; ++i) Step(true);  // drafts at 4..7
