@@ -16,6 +16,10 @@ import tandem
 # ~25 MB (edge weights in fp32 + KV cache), so a leak of even a small part of
 # one per cycle exceeds it many times over.
 RSS_BOUND_MB = 24
+# A server cycle starts gRPC threads, and on a loaded machine glibc gives new
+# threads new malloc arenas that it keeps: 13-32 MB over 12 cycles measured
+# with no leak. A leaked server or session is ~25 MB per cycle (300 MB here).
+SERVER_RSS_BOUND_MB = 64
 
 
 def rss_mb():
@@ -59,7 +63,7 @@ def test_cloud_server_cycles_keep_memory_steady(model_dir):
         cycle()
     growth = rss_mb() - start
     print(f"RSS growth over 12 CloudServer + EdgeSession cycles: {growth:.1f} MB")
-    assert growth < RSS_BOUND_MB
+    assert growth < SERVER_RSS_BOUND_MB
 
 
 CHILD = textwrap.dedent("""
