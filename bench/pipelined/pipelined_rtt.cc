@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -22,7 +23,9 @@
 #include "tandem/cloud/server.h"
 #include "tandem/edge/edge_session.h"
 #include "tandem/flags.h"
+#include "tandem/thread_pool.h"
 #include "tandem/threads.h"
+#include "tandem/weight_format.h"
 #include "tandem/tokenizer.h"
 
 namespace {
@@ -37,6 +40,7 @@ struct Args {
   std::vector<int> rtts = {0, 20, 60, 150};
   std::string codec = "int8";
   int threads = 1;
+  std::string weights;  // empty: libtorch fp32; else the decode path's format
   int max_in_flight = 32;
   bool adaptive = true;
 };
@@ -52,7 +56,7 @@ absl::Status ParseArgs(int argc, char** argv, Args* a) {
   using tandem::flags::Flags;
   absl::StatusOr<Flags> flags = Flags::Parse(
       argc - 1, argv + 1,
-      {"model", "prompts", "codec", "rtts", "n", "tokens", "repeats", "threads", "prompt-tokens",
+      {"model", "prompts", "codec", "weights", "rtts", "n", "tokens", "repeats", "threads", "prompt-tokens",
        "max-in-flight"},
       {"fixed-window"});
   if (!flags.ok()) return flags.status();
@@ -60,6 +64,7 @@ absl::Status ParseArgs(int argc, char** argv, Args* a) {
   a->model = flags->Get("model", a->model);
   a->prompts = flags->Get("prompts", a->prompts);
   a->codec = flags->Get("codec", a->codec);
+  a->weights = flags->Get("weights", "");
   if (flags->Has("rtts")) {
     absl::StatusOr<std::vector<int64_t>> rtts = flags->GetIntList("rtts", 0, 10000);
     if (!rtts.ok()) return rtts.status();
@@ -96,10 +101,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: tandem_pipelined_bench [--model DIR] [--prompts FILE] [--n 12] "
                  "[--prompt-tokens 24] [--tokens 32] [--repeats 3] [--rtts 0,20,60,150] "
-                 "[--codec int8] [--threads 1] [--max-in-flight 32] [--fixed-window]\n");
+                 "[--codec int8] [--weights fp32|fp16|bf16|int8|int4] [--threads 1] [--max-in-flight 32] [--fixed-window]\n");
     return 2;
   }
   tandem::SetComputeThreads(args.threads);
+  // The decode path's threads belong to the binary (EdgeOptions::thread_pool);
+  // the sessions run one at a time, so they share one pool.
+  std::optional<tandem::WeightFormat> weights;
+  std::unique_ptr<tandem::ThreadPool> pool;
+  if (!args.weights.empty()) {
+    auto format = tandem::ParseWeightFormat(args.weights);
+    if (!format.ok()) {
+      std::fprintf(stderr, "%s\n", format.status().ToString().c_str());
+      return 2;
+    }
+    weights = *format;
+    pool = std::make_unique<tandem::ThreadPool>(args.threads);
+    tandem::SetComputeThreads(1);  // libtorch only loads, samples and scores
+  }
   auto tokenizer = tandem::Tokenizer::Load(args.model);
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
@@ -144,6 +163,8 @@ int main(int argc, char** argv) {
       tandem::edge::EdgeOptions options;
       options.model_dir = args.model;
       options.max_context = 512;
+      options.weights = weights;
+      options.thread_pool = pool.get();
       if (mode != "standalone") {
         options.cloud.address = (*link)->address();
         options.cloud.codec = args.codec;
@@ -208,10 +229,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   std::printf("\n%d prompts x %d new tokens (prompts of %d tokens from %s), codec %s, "
-              "max_in_flight %d%s, %d compute thread(s), %d repeats, medians; time per token = "
+              "edge weights %s, max_in_flight %d%s, %d compute thread(s), %d repeats, medians; time per token = "
               "wall time of Generate / tokens generated (time to first token included).\n",
               args.n, args.tokens, args.prompt_tokens, args.prompts.c_str(), args.codec.c_str(),
-              args.max_in_flight, args.adaptive ? " (adaptive)" : " (fixed)", args.threads,
+              args.weights.empty() ? "libtorch fp32" : args.weights.c_str(), args.max_in_flight, args.adaptive ? " (adaptive)" : " (fixed)", args.threads,
               args.repeats);
   return 0;
 }
