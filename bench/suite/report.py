@@ -74,7 +74,27 @@ def group_figures(runs):
         "cloud_share": per_tok("cloud_tokens"),
         "agreement_along_output": per_tok("agree_along_output"),
         "perplexity": math.exp(nll / tokens) if tokens else None,
+        "wire_total_kb_median": (median((r["wire_bytes_up"] + r["wire_bytes_down"]) / 1e3
+                                        for r in ok) if ok else None),
+        "speculation": speculation_figures(ok, tokens),
     }
+
+
+SPEC_KEYS = ("drafts", "accepted", "rejected", "unverified", "rolled_back", "wasted_steps")
+
+
+def speculation_figures(ok, tokens):
+    """Pipelined verification over a group (None when no run drafted)."""
+    specs = [r.get("speculation") for r in ok if r.get("speculation")]
+    totals = {k: sum(sp.get(k, 0) for sp in specs) for k in SPEC_KEYS}
+    if not totals["drafts"]:
+        return None
+    totals["wait_s"] = sum(sp.get("wait_s", 0) for sp in specs)
+    totals["rejection_rate"] = totals["rejected"] / totals["drafts"]
+    totals["wait_ms_per_token"] = 1e3 * totals["wait_s"] / tokens if tokens else None
+    totals["mean_in_flight"] = median(sp.get("mean_in_flight") for sp in specs)
+    totals["runs"] = len(specs)
+    return totals
 
 
 def _ms(seconds):
@@ -96,11 +116,23 @@ def paired_ratios(runs, reference="cloud-only", key="total_s"):
     return {mode: {"median": median(v), "pairs": len(v)} for mode, v in ratios.items()}
 
 
+def same_text(runs, mode="collab-pipelined", reference="collab-blocking"):
+    """Prompts on which `mode` produced exactly `reference`'s tokens (greedy,
+    confirmed delivery should), over prompts where both ran and succeeded."""
+    by_prompt = {}
+    for r in runs:
+        if r["ok"] and r["mode"] in (mode, reference):
+            by_prompt.setdefault(r["prompt_index"], {})[r["mode"]] = r["ids"]
+    pairs = [m for m in by_prompt.values() if mode in m and reference in m]
+    return {"identical": sum(m[mode] == m[reference] for m in pairs), "pairs": len(pairs)}
+
+
 def summarise_records(records):
     gens = [r for r in records if r.get("type") == "generation"]
     meta = next((r for r in records if r.get("type") == "meta"), {})
     out = {"meta": meta, "matrix": {}, "ratio": {}, "codec": {}, "teacher_forced": {},
-           "sweep": [r for r in records if r.get("type") == "sweep"], "paired": {}}
+           "sweep": [r for r in records if r.get("type") == "sweep"], "paired": {},
+           "paired_vs_blocking": {}, "pipelined_same_text": {}}
     matrix = [r for r in gens if r.get("stage") == "matrix"]
     profiles = order({r["profile"] for r in matrix}, PROFILE_ORDER)
     edge_runs = {}
@@ -114,7 +146,10 @@ def summarise_records(records):
             group = edge_runs[mode] if mode in EDGE_ONLY else [r for r in runs if r["mode"] == mode]
             table[mode] = group_figures(group)
         out["matrix"][profile] = table
-        out["paired"][profile] = paired_ratios([r for r in runs if r["mode"] not in EDGE_ONLY])
+        networked = [r for r in runs if r["mode"] not in EDGE_ONLY]
+        out["paired"][profile] = paired_ratios(networked)
+        out["paired_vs_blocking"][profile] = paired_ratios(networked, reference="collab-blocking")
+        out["pipelined_same_text"][profile] = same_text(networked)
     for stage in ("ratio", "codec"):
         runs = [r for r in gens if r.get("stage") == stage]
         key = "mode" if stage == "ratio" else "codec"
@@ -136,7 +171,11 @@ def agreement_for(summary, mode, codec):
     tf = summary["teacher_forced"]
     if mode in ("cloud-only", "edge-full"):
         return 1.0  # the full model itself (fp32 on the cloud, the same code path)
-    key = {"standalone": "standalone|", "naive-split": "naive-split|fp16"}.get(mode, f"{mode}|{codec}")
+    # Confirmed delivery under greedy decoding yields the blocking policy's
+    # tokens (edge_session.h), so the pipelined mode's teacher-forced decisions
+    # are collab-blocking's; the report checks the texts per prompt.
+    key = {"standalone": "standalone|", "naive-split": "naive-split|fp16",
+           "collab-pipelined": f"collab-blocking|{codec}"}.get(mode, f"{mode}|{codec}")
     return tf[key]["agreement"] if key in tf else None
 
 
@@ -247,7 +286,8 @@ def detail(summary):
             rows.append([profile, mode, f["runs"], f["tokens"], fmt(f["ttft_ms"]),
                          fmt(f["itl_p10_ms"]), fmt(f["itl_median_ms"]), fmt(f["itl_p90_ms"]),
                          fmt(f["itl_max_ms"]),
-                         fmt(f["total_median_s"], 2), fmt(f["wire_up_per_token"], 0),
+                         fmt(f["total_median_s"], 2), fmt(f.get("wire_total_kb_median"), 1),
+                         fmt(f["wire_up_per_token"], 0),
                          fmt(f["wire_down_per_token"], 0), fmt(f["message_up_per_token"], 0),
                          fmt(f["message_down_per_token"], 0), fmt(f["round_trips_per_token"], 2),
                          fmt(f["cloud_busy_ms_per_token"], 2), fmt(f["cloud_mflops_per_token"], 2),
@@ -257,8 +297,8 @@ def detail(summary):
                          f["failed_requests"], f["resyncs"]])
     return table(["profile", "mode", "runs", "tokens", "TTFT ms", "ITL p10 ms", "ITL med ms",
                   "ITL p90 ms",
-                  "ITL max ms", "total s", "wire up B/tok", "wire down B/tok", "msg up B/tok",
-                  "msg down B/tok", "round trips/tok", "cloud busy ms/tok", "cloud MFLOPs/tok",
+                  "ITL max ms", "total s", "wire kB/run (up+down, median)", "wire up B/tok", "wire down B/tok", "msg up B/tok",
+                  "msg down B/tok", "verify requests/tok", "cloud busy ms/tok", "cloud MFLOPs/tok",
                   "exit", "fallback", "cloud", "agree along output", "ppl", "failed req",
                   "resyncs"], rows)
 
@@ -270,7 +310,7 @@ def write_markdown(result, summary, plots, path):
     facts = meta.get("model_facts", {})
     lines = [f"# Tandem benchmark suite — {result['name']}", ""]
     if result.get("smoke"):
-        lines += ["**Smoke run** (one profile, two modes, a few tokens): checks that the suite "
+        lines += ["**Smoke run** (one profile, four modes, a few tokens): checks that the suite "
                   "runs, not a measurement.", ""]
     lines += [
         f"Command: `{result['command']}`  ",
@@ -288,19 +328,20 @@ def write_markdown(result, summary, plots, path):
         f"(prompts {meta.get('prompt_tokens')} tokens from `{os.path.relpath(meta.get('text', ''), _root())}`), "
         f"greedy; collaborative modes use **{meta.get('headline_codec')}** on the wire "
         f"(naive split: fp16).", ""]
-    pipelined_missing = "collab-pipelined" not in meta.get("modes", [])
-    if pipelined_missing:
-        lines += ["> **collab-pipelined is not in this run**: it needs `CloudOptions::max_in_flight` "
-                  "(issue 9), which was not on `main` when this ran. The runner has its place "
-                  "(`bench/suite/suite_runner.cc`, `EdgeOptionsFor`).", ""]
+    if "collab-pipelined" not in meta.get("modes", []):
+        lines += ["> **collab-pipelined is not in this run** (left out of `--modes`).", ""]
     if not plots:
         lines += ["> Plots skipped: python3-matplotlib is not installed "
                   "(`tools/install_bench_deps.sh`, run by `make bench-suite`).", ""]
     lines += ["## Headline", "",
               "Per network profile. time/token = median inter-token latency; bytes/token = TCP "
               "payload through the link emulator per generated token; agreement = teacher-forced "
-              "on held-out text (cloud-only and edge-full are the full model); perplexity of the "
-              "produced text under the full model.", "", headline(main), ""]
+              "on held-out text (cloud-only and edge-full are the full model; collab-pipelined "
+              "with confirmed delivery decides exactly as collab-blocking under greedy decoding, "
+              "so its agreement is collab-blocking's — checked below on the generated texts); "
+              "perplexity of the produced text under the full model. collab-pipelined runs "
+              "CloudOptions' default window (max_in_flight 32, adaptive); naive-split and "
+              "collab-blocking pin max_in_flight = 0.", "", headline(main), ""]
     paired = main.get("paired", {})
     if paired:
         rows = []
@@ -311,6 +352,7 @@ def write_markdown(result, summary, plots, path):
                 rows.append([profile, mode, fmt(ratios[mode]["median"], 2), ratios[mode]["pairs"]])
         lines += ["### Paired ratios (total time / cloud-only's on the same prompt, median)", "",
                   table(["profile", "mode", "ratio", "pairs"], rows), ""]
+    lines += speculation_section(main)
     for name in ("itl_vs_rtt", "ttft_by_profile"):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]
@@ -377,6 +419,36 @@ def write_markdown(result, summary, plots, path):
         lines += [f"![rows]({plots['cloud_rows_vs_sessions']})", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def speculation_section(main):
+    rows = []
+    for profile, modes in main["matrix"].items():
+        f = modes.get("collab-pipelined")
+        if not f:
+            continue
+        sp = f.get("speculation") or {}
+        vs = main.get("paired_vs_blocking", {}).get(profile, {}).get("collab-pipelined", {})
+        same = main.get("pipelined_same_text", {}).get(profile, {})
+        rows.append([profile, f["runs"], sp.get("drafts", 0), sp.get("accepted", 0),
+                     sp.get("rejected", 0), sp.get("unverified", 0),
+                     fmt(sp.get("rejection_rate"), 1, pct=True), sp.get("rolled_back", 0),
+                     sp.get("wasted_steps", 0), fmt(sp.get("wait_ms_per_token"), 1),
+                     fmt(sp.get("mean_in_flight"), 1), fmt(vs.get("median"), 2),
+                     f'{same.get("identical", 0)}/{same.get("pairs", 0)}'])
+    if not rows:
+        return []
+    return ["### Pipelined verification (collab-pipelined, confirmed delivery)", "",
+            "Totals over the profile's runs (edge::SpeculationStats). drafts = tokens submitted "
+            "for verification (re-drafts after rollbacks included); rolled back = tokens dropped "
+            "by rollbacks; wasted steps = edge decode steps a rollback discarded; wait = decode "
+            "thread blocked on verdicts, per generated token; in flight = drafts awaiting a "
+            "verdict per decode step (median over runs); vs blocking = total time / "
+            "collab-blocking's on the same prompt (median of pairs); same text = prompts whose "
+            "output equals collab-blocking's.", "",
+            table(["profile", "runs", "drafts", "accepted", "rejected", "unverified",
+                   "rejection rate", "rolled back", "wasted steps", "wait ms/token",
+                   "in flight", "vs blocking (time)", "same text"], rows), ""]
 
 
 def _root():

@@ -41,8 +41,8 @@ constexpr char kUsage[] = R"(tandem-bench-suite: end-to-end benchmark measuremen
   --model DIR            checkpoint (required)
   --text FILE            held-out text for prompts and teacher-forced windows (required)
   --out FILE             JSON lines output (required)
-  --modes LIST           default cloud-only,edge-full,naive-split,standalone,collab-blocking
-                         (+ collab-pipelined when the build has pipelined verification)
+  --modes LIST           default cloud-only,edge-full,naive-split,standalone,collab-blocking,
+                         collab-pipelined
   --profiles LIST        default lan,wifi,4g,poor,drop
   --prompts N            prompts per profile (default 6)
   --prompt-tokens N      prompt length (default 32)
@@ -99,6 +99,16 @@ Json ToJson(const GenerationRecord& r) {
               {"fallback_tokens", r.fallback_tokens},
               {"nll_sum", r.nll_sum},
               {"agree_along_output", r.agree_along_output},
+              {"speculation",
+               {{"drafts", r.drafts},
+                {"accepted", r.drafts_accepted},
+                {"rejected", r.drafts_rejected},
+                {"unverified", r.drafts_unverified},
+                {"rolled_back", r.rolled_back},
+                {"wasted_steps", r.wasted_steps},
+                {"wait_s", r.speculation_wait_s},
+                {"mean_in_flight", r.mean_in_flight},
+                {"final_window", r.final_window}}},
               {"ids", r.ids}};
 }
 
@@ -131,7 +141,11 @@ double Cost(const std::string& mode, const std::string& profile, int tokens) {
   double rtt = profile == "lan" ? 0.001 : profile == "wifi" ? 0.02 : profile == "poor" ? 0.16 : 0.06;
   if (profile == "drop") rtt = 0.1;
   if (mode == "edge-full" || mode == "standalone") return 0.005 * tokens;
+  // A drop run lasts at least until the link is restored (0.25 s + 1.5 s).
+  if (profile == "drop") return 1.75 + Cost(mode, "4g", tokens) / 2;
   if (mode == "cloud-only") return rtt + 0.006 * tokens;
+  // Pipelined: a round trip per rejected draft (~3 per 32 tokens) plus two.
+  if (mode == "collab-pipelined") return 0.008 * tokens + rtt * (2.0 + tokens / 10.0);
   return (0.005 + rtt * (mode == "naive-split" ? 1.0 : 0.7)) * tokens;
 }
 
@@ -167,8 +181,7 @@ absl::Status Run(int argc, char** argv) {
   TANDEM_ASSIGN_OR_RETURN(options.fresh_threshold, flags.GetDouble("fresh-threshold", 0.5, 0.0, 1.0));
   options.headline_codec = flags.Get("headline-codec", "int8");
   const std::string default_modes =
-      std::string("cloud-only,edge-full,naive-split,standalone,collab-blocking") +
-      (tandem::bench::PipelinedAvailable() ? ",collab-pipelined" : "");
+      "cloud-only,edge-full,naive-split,standalone,collab-blocking,collab-pipelined";
   const std::vector<std::string> modes = List(flags.Get("modes", default_modes));
   const std::vector<std::string> profiles = List(flags.Get("profiles", "lan,wifi,4g,poor,drop"));
   const std::vector<std::string> codecs =
@@ -291,8 +304,11 @@ absl::Status Run(int argc, char** argv) {
     j["prompt"] = prompts[item.prompt];
     emit(j);
     progress.Done(Cost(item.mode, item.profile, static_cast<int>(tokens)),
-                  absl::StrFormat("%-6s %-7s %-16s p%d %-9s %6.2f s%s", item.stage, item.profile,
+                  absl::StrFormat("%-6s %-7s %-16s p%d %-9s %6.2f s%s%s", item.stage, item.profile,
                                   item.mode, item.prompt, r.codec, r.total_s,
+                                  r.drafts > 0 ? absl::StrFormat("  drafts %d, rejected %d",
+                                                                 r.drafts, r.drafts_rejected)
+                                               : "",
                                   r.ok ? "" : absl::StrCat("  ERROR: ", r.error)));
   }
   if (run_tf) {

@@ -7,7 +7,6 @@
 #include <limits>
 #include <sstream>
 #include <thread>
-#include <type_traits>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -51,24 +50,7 @@ absl::StatusOr<LinkProfile> ProfileFor(const std::string& profile) {
   return LinkProfile::Named(profile == "drop" ? "4g" : profile);
 }
 
-// Pipelined verification (issue 9) adds CloudOptions::max_in_flight (0 =
-// wait for each answer). Detected at compile time so the suite runs
-// collab-pipelined as soon as the field exists, and keeps collab-blocking and
-// naive-split blocking once its default (32) turns pipelining on.
-template <typename T, typename = void>
-struct HasMaxInFlight : std::false_type {};
-template <typename T>
-struct HasMaxInFlight<T, std::void_t<decltype(std::declval<T&>().max_in_flight)>>
-    : std::true_type {};
-
-template <typename T>
-void SetBlocking(T& cloud_options) {
-  if constexpr (HasMaxInFlight<T>::value) cloud_options.max_in_flight = 0;
-}
-
 }  // namespace
-
-bool PipelinedAvailable() { return HasMaxInFlight<edge::CloudOptions>::value; }
 
 const std::vector<std::string>& AllModes() {
   static const std::vector<std::string> modes = {"cloud-only",  "edge-full",       "naive-split",
@@ -117,17 +99,14 @@ struct SuiteRunner::Impl {
       o.cloud.request_timeout = options.request_timeout;
       o.cloud.reconnect_initial_backoff = absl::Milliseconds(50);
       o.cloud.reconnect_max_backoff = absl::Milliseconds(400);
-      // collab-pipelined keeps CloudOptions' default window; the others wait.
-      if (mode != "collab-pipelined") SetBlocking(o.cloud);
+      // collab-pipelined keeps CloudOptions' default window (max_in_flight
+      // 32, adaptive); naive-split and collab-blocking wait for every answer.
+      if (mode != "collab-pipelined") o.cloud.max_in_flight = 0;
     }
     return o;
   }
 
   absl::StatusOr<edge::EdgeSession*> Session(const std::string& mode, const std::string& codec) {
-    if (mode == "collab-pipelined" && !PipelinedAvailable()) {
-      return absl::UnimplementedError(
-          "collab-pipelined needs CloudOptions::max_in_flight (issue 9), not in this build");
-    }
     const std::string key = mode == "standalone" ? mode : absl::StrCat(mode, "|", codec);
     auto it = sessions.find(key);
     if (it != sessions.end()) return it->second.get();
@@ -357,6 +336,7 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
   go.max_new_tokens = tokens;
   go.stop_at_eos = false;
   go.add_special_tokens = false;
+  go.delivery = edge::GenerateOptions::Delivery::kConfirmed;  // only verified tokens count
   if (profile == "drop" && ModeUsesNetwork(mode)) {
     impl.link->ScheduleCut(impl.options.drop_after, impl.options.drop_length, CutMode::kBlackHole);
   }
@@ -423,6 +403,16 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
         r.round_trips = s->cloud.requests;
         r.failed_requests = s->cloud.failed_requests;
         r.resyncs = s->cloud.resyncs;
+        const edge::SpeculationStats& spec = s->speculation;
+        r.drafts = spec.drafts;
+        r.drafts_accepted = spec.accepted;
+        r.drafts_rejected = spec.rejected;
+        r.drafts_unverified = spec.unverified;
+        r.rolled_back = spec.rolled_back;
+        r.wasted_steps = spec.wasted_steps;
+        r.speculation_wait_s = spec.wait_seconds;
+        r.mean_in_flight = spec.mean_in_flight;
+        r.final_window = spec.final_window;
         const cloud::ServerStats after = impl.server->stats();
         r.cloud_busy_s = after.context.compute_seconds - server_before.context.compute_seconds;
         r.cloud_rows = after.context.rows_run - server_before.context.rows_run;
@@ -493,7 +483,13 @@ absl::StatusOr<TeacherForcedRecord> SuiteRunner::TeacherForced(
       at::Tensor a = logits.argmax(-1).contiguous();
       argmax.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel());
     }
-    absl::StatusOr<edge::StepResult> step = sequence->Start(absl::MakeConstSpan(window.data(), 1));
+    // A step the exits did not decide returns a provisional draft; the
+    // blocking policy's decision is the cloud's verdict on it (AwaitVerdict).
+    auto decide = [&sequence](absl::StatusOr<edge::StepResult> s) {
+      return s.ok() ? sequence->AwaitVerdict(*s) : s;
+    };
+    absl::StatusOr<edge::StepResult> step =
+        decide(sequence->Start(absl::MakeConstSpan(window.data(), 1)));
     for (size_t p = 1; p < window.size() && step.ok(); ++p) {
       const bool agrees = argmax[p - 1] == step->token;
       ++r.positions;
@@ -502,7 +498,7 @@ absl::StatusOr<TeacherForcedRecord> SuiteRunner::TeacherForced(
       r.at_edge += step->source == edge::TokenSource::kExit;
       r.cloud += step->source == edge::TokenSource::kCloud;
       r.fallback += step->source == edge::TokenSource::kFallback;
-      step = sequence->Step(window[p]);  // teacher forcing: feed the text, not the choice
+      step = decide(sequence->Step(window[p]));  // teacher forcing: feed the text, not the choice
     }
     if (!step.ok()) return step.status();
     sequence->Finish();

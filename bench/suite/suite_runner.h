@@ -25,12 +25,11 @@ namespace tandem::bench {
 //   naive-split      every token's hidden state at S goes up (fp16) and the edge waits
 //   standalone       edge layers + exits, never the network
 //   collab-blocking  early exit + context upload + cloud continuation, waiting per answer
-//   collab-pipelined the same with provisional tokens verified in flight (needs
-//                    CloudOptions::max_in_flight: PipelinedAvailable())
+//   collab-pipelined the same with drafts verified in flight (CloudOptions'
+//                    default window: max_in_flight 32, adaptive), confirmed delivery
+// naive-split and collab-blocking pin CloudOptions::max_in_flight = 0.
 const std::vector<std::string>& AllModes();
 bool ModeUsesNetwork(const std::string& mode);
-// Whether this build has pipelined verification (CloudOptions::max_in_flight).
-bool PipelinedAvailable();
 
 struct SuiteOptions {
   std::string model_dir;
@@ -76,6 +75,13 @@ struct GenerationRecord {
   int64_t cloud_tokens = 0;
   int64_t fallback_tokens = 0;
   double nll_sum = 0;                   // of the generated tokens under the full model, nats
+  // Pipelined verification (edge::SpeculationStats; zero for the other modes).
+  int64_t drafts = 0, drafts_accepted = 0, drafts_rejected = 0, drafts_unverified = 0;
+  int64_t rolled_back = 0;              // tokens dropped by rollbacks
+  int64_t wasted_steps = 0;             // edge decode steps a rollback discarded
+  double speculation_wait_s = 0;        // decode thread blocked on verdicts
+  double mean_in_flight = 0;
+  int32_t final_window = 0;
   int64_t agree_along_output = 0;       // tokens equal to the full model's greedy choice given
                                         // the produced prefix
   std::vector<int32_t> ids;
