@@ -247,7 +247,8 @@ def main():
                 build, os.path.join(tmp, "scale.jsonl"),
                 ["--model", scale_dir, "--text", TEXT, "--fresh-heads", "--split", "6",
                  "--exit-layers", "3", "--fresh-threshold", "0.5", "--profiles", "lan,4g",
-                 "--modes", "cloud-only,edge-full,naive-split,standalone,collab-blocking",
+                 "--modes", "cloud-only,edge-full,naive-split,standalone,collab-blocking,"
+                 "collab-pipelined",
                  "--prompts", "2", "--tokens", "8", "--prompt-tokens", "32", "--codecs", "",
                  "--ratio", "1", "--tf-windows", "0", "--sweep-tokens", "0"], args.threads)
             result["scale"] = {"records": scale_records}
