@@ -333,7 +333,7 @@ def write_markdown(result, summary, plots, path):
         f"split S={int(facts.get('split', 0))}, exits at "
         f"{', '.join(str(int(v)) for k, v in sorted(facts.items()) if k.startswith('exit_'))}; "
         f"{meta.get('prompts')} prompts × {meta.get('tokens')} generated tokens "
-        f"(prompts {meta.get('prompt_tokens')} tokens from `{os.path.relpath(meta.get('text', ''), _root())}`), "
+        f"(prompts {meta.get('prompt_tokens')} tokens from `{_in_repo(meta.get('text', ''))}`), "
         f"greedy; collaborative modes use **{meta.get('headline_codec')}** on the wire "
         f"(naive split: fp16).", ""]
     if "collab-pipelined" not in meta.get("modes", []):
@@ -460,6 +460,14 @@ def speculation_section(main):
             table(["profile", "runs", "drafts", "accepted", "rejected", "unverified",
                    "rejection rate", "rolled back", "wasted steps", "wait ms/token",
                    "in flight", "vs blocking (time)", "same text"], rows), ""]
+
+
+def _in_repo(path):
+    """`path` relative to the checkout it was run from (tests/..., models/...)."""
+    for top in ("/tests/", "/models/"):
+        if top in path:
+            return path[path.rindex(top) + 1:]
+    return path
 
 
 def _root():
@@ -643,7 +651,7 @@ def _seconds(bench):
 
 def _save(fig, directory, name):
     fig.tight_layout()
-    fig.savefig(os.path.join(directory, name), dpi=110)
+    fig.savefig(os.path.join(directory, name), dpi=80)
     import matplotlib.pyplot as plt
     plt.close(fig)
     return name
