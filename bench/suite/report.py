@@ -18,7 +18,7 @@ PROFILE_ORDER = ["lan", "wifi", "4g", "poor", "drop"]
 MODE_ORDER = ["collab-pipelined", "collab-blocking", "cloud-only", "naive-split", "standalone",
               "edge-full"]
 HEADLINE_MODES = MODE_ORDER
-CODEC_ORDER = ["fp32", "fp16", "bf16", "int8", "int8+zstd", "int4", "int4-g64"]
+CODEC_ORDER = ["fp32", "fp16", "bf16", "int8", "int8+zstd", "int4", "int4+zstd", "int4-g64"]
 EDGE_ONLY = ("edge-full", "standalone")
 
 

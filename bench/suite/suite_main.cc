@@ -48,7 +48,7 @@ constexpr char kUsage[] = R"(tandem-bench-suite: end-to-end benchmark measuremen
   --prompt-tokens N      prompt length (default 32)
   --tokens N             tokens generated per run (default 32)
   --headline-codec C     codec of the collaborative modes in the matrix (default int8)
-  --codecs LIST          codec sweep (default fp32,fp16,int8,int8+zstd,int4,int4-g64; "" = skip)
+  --codecs LIST          codec sweep (default fp32,fp16,int8,int8+zstd,int4,int4+zstd,int4-g64; "" = skip)
   --codec-profile P      profile of the codec sweep (default 4g)
   --codec-prompts N      prompts per codec (default 3)
   --ratio R              compute-ratio emulation factor (default 10; 1 = skip)
@@ -185,7 +185,7 @@ absl::Status Run(int argc, char** argv) {
   const std::vector<std::string> modes = List(flags.Get("modes", default_modes));
   const std::vector<std::string> profiles = List(flags.Get("profiles", "lan,wifi,4g,poor,drop"));
   const std::vector<std::string> codecs =
-      List(flags.Get("codecs", "fp32,fp16,int8,int8+zstd,int4,int4-g64"));
+      List(flags.Get("codecs", "fp32,fp16,int8,int8+zstd,int4,int4+zstd,int4-g64"));
   TANDEM_ASSIGN_OR_RETURN(int64_t prompts_n, flags.GetInt<int64_t>("prompts", 6, 1, 10000));
   TANDEM_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt<int64_t>("prompt-tokens", 32, 1, 1 << 20));
   TANDEM_ASSIGN_OR_RETURN(int64_t tokens, flags.GetInt<int64_t>("tokens", 32, 1, 1 << 20));
