@@ -15,7 +15,7 @@ TANDEM     := $(BUILD)/examples/tandem
 SHIPPED    := models/tandem-tiny
 DEMO_MODEL := $(if $(wildcard $(SHIPPED)/model.safetensors),$(SHIPPED),$(BUILD)/demo-model)
 
-.PHONY: all deps configure build test demo bench bench-suite bench-pipelined install install-python asan-test fuzz clean
+.PHONY: all deps configure build test demo bench bench-suite bench-pipelined bench-load install install-python asan-test fuzz clean
 
 all: build
 
@@ -56,6 +56,17 @@ bench-suite: build
 # standalone, medians over alternated repeats (issue 9). Minutes; not in CI.
 bench-pipelined: build
 	$(BUILD)/bench/tandem_pipelined_bench | tee bench/results/pipelined-$$(date +%Y-%m-%d)-$$(hostname).md
+
+# The server under idle streams (threads, RSS) and the bounded load-and-fault
+# test: 64 edge sessions, hostile clients, the server killed and restarted.
+# A few minutes; not in CI. Writes bench/results/load-<date>-<host>.md.
+bench-load: build
+	nice env OPENBLAS_NUM_THREADS=1 $(BUILD)/bench/load/tandem_idle_streams \
+	    --server $(BUILD)/cloud/tandem-cloud --model models/tandem-tiny --label this \
+	    | tee bench/results/load-$$(date +%Y-%m-%d)-$$(hostname).md
+	nice env OPENBLAS_NUM_THREADS=1 $(BUILD)/bench/load/tandem_load_fault \
+	    --server $(BUILD)/cloud/tandem-cloud \
+	    | tee -a bench/results/load-$$(date +%Y-%m-%d)-$$(hostname).md
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -39,6 +39,17 @@ constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
   --ttl-seconds T          drop sessions idle this long (default 600)
   --max-message-bytes N    larger messages are refused (default 4M; 1K to 2147483647)
   --max-batch-rows N       rows per scheduler iteration (default 256)
+  --max-streams N          session streams open at once (default 1024); more are refused
+                           with RESOURCE_EXHAUSTED
+  --max-streams-per-identity N
+                           the same per API-key identity / client certificate (default 0
+                           = only --max-streams)
+  --stream-idle-seconds T  end a stream that sends nothing for T seconds (default 120;
+                           0 = never); its session stays held for a reconnect
+  --stream-open-seconds T  end a stream that sends no Open for T seconds (default 30)
+  --keepalive-seconds T    ping a quiet connection after T seconds (default 30) ...
+  --keepalive-timeout-seconds T
+                           ... and close it when no answer comes within T (default 10)
   --api-keys FILE          require API keys: lines of `identity key`; re-read when the
                            file changes and on SIGHUP (revoked keys are refused at once)
   --tls-cert FILE          PEM certificate (with --tls-key: serve TLS)
@@ -77,6 +88,8 @@ absl::Status Run(int argc, char** argv) {
       argc - 1, argv + 1,
       {"model", "split", "listen", "port", "port-file", "max-sessions", "memory-budget",
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
+       "max-streams", "max-streams-per-identity", "stream-idle-seconds", "stream-open-seconds",
+       "keepalive-seconds", "keepalive-timeout-seconds",
        "tls-cert", "tls-key", "tls-client-ca", "metrics-listen", "threads", "stats-interval", "grace-seconds",
        "print-stats", "api-key"},
       {"no-token-resync", "quiet", "help"});
@@ -112,6 +125,18 @@ absl::Status Run(int argc, char** argv) {
                           flags.GetInt<int64_t>("max-batch-rows", 256, 1, 1 << 20));
   TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes,
                           flags.GetBytes("max-message-bytes", 4 << 20, 1024, kInt32Max));
+  TANDEM_ASSIGN_OR_RETURN(options.max_streams,
+                          flags.GetInt<int64_t>("max-streams", 1024, 1, 1 << 24));
+  TANDEM_ASSIGN_OR_RETURN(options.max_streams_per_identity,
+                          flags.GetInt<int64_t>("max-streams-per-identity", 0, 0, 1 << 24));
+  TANDEM_ASSIGN_OR_RETURN(options.stream_idle_timeout,
+                          flags.GetSeconds("stream-idle-seconds", 120, 0, 365 * 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(options.stream_open_timeout,
+                          flags.GetSeconds("stream-open-seconds", 30, 0, 365 * 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(options.keepalive_time,
+                          flags.GetSeconds("keepalive-seconds", 30, 1, 24 * 3600.0));
+  TANDEM_ASSIGN_OR_RETURN(options.keepalive_timeout,
+                          flags.GetSeconds("keepalive-timeout-seconds", 10, 1, 3600.0));
   options.api_keys_file = flags.Get("api-keys");
   options.tls_cert_file = flags.Get("tls-cert");
   options.tls_key_file = flags.Get("tls-key");

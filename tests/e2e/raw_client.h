@@ -21,8 +21,18 @@ class RawClient {
     stream_ = stub_->Session(&context_);
   }
   bool Send(const wire::ClientMessage& m) { return stream_->Write(m); }
+  // Abandons the stream at once (the server sees the client leave).
+  void Cancel() { context_.TryCancel(); }
   // Blocks until a message arrives or the stream ends (false).
   bool Read(wire::ServerMessage* m) { return stream_->Read(m); }
+  // Reads until the server ends the stream (without half-closing it first, so
+  // a silent client stays silent); returns the final status.
+  grpc::Status AwaitEnd() {
+    wire::ServerMessage m;
+    while (stream_->Read(&m)) {
+    }
+    return stream_->Finish();
+  }
   // Reads until the stream ends; returns the final status and the last Error seen.
   grpc::Status Finish(wire::Error* last_error = nullptr) {
     stream_->WritesDone();

@@ -1,7 +1,7 @@
 // The server's message handling: a sequence of ClientMessages (built from the
 // input, mostly well-formed so that the fuzzer gets past Open) played through
-// SessionStream against a ContextManager of a small random model, exactly as
-// the gRPC handler does. Every sequence must end with a status — no crash, no
+// SessionStream::Handle against a ContextManager of a small random model, exactly as
+// the gRPC reactor does. Every sequence must end with a status — no crash, no
 // hang, no exception — and the stream's replies must all be well-formed.
 #include <deque>
 #include <memory>
@@ -26,28 +26,13 @@ namespace wire = tandem::wire;
 
 constexpr int64_t kDim = 32;
 
-// Plays a fixed list of client messages and collects the replies.
-class FakeStream final : public tandem::cloud::ServerStream {
+// Collects the replies (from the handler and the scheduler) and checks each.
+class CheckingSink final : public tandem::cloud::ReplySink {
  public:
-  explicit FakeStream(std::deque<wire::ClientMessage> in) : in_(std::move(in)) {}
-  void SendInitialMetadata() override {}
-  bool NextMessageSize(uint32_t* size) override {
-    *size = in_.empty() ? 0 : static_cast<uint32_t>(in_.front().ByteSizeLong());
-    return !in_.empty();
-  }
-  bool Read(wire::ClientMessage* message) override {
-    if (in_.empty()) return false;
-    *message = std::move(in_.front());
-    in_.pop_front();
-    return true;
-  }
-  bool Write(const wire::ServerMessage& message, grpc::WriteOptions) override {
+  bool Send(wire::ServerMessage message) override {
     if (message.kind_case() == wire::ServerMessage::KIND_NOT_SET) __builtin_trap();
     return true;
   }
-
- private:
-  std::deque<wire::ClientMessage> in_;
 };
 
 std::shared_ptr<const tandem::cloud::CloudModel> FuzzModel() {
@@ -177,10 +162,18 @@ TANDEM_FUZZ_TARGET(session_messages) {
   auto keys = tandem::cloud::ApiKeyStore::Create({}, "");
   if (!keys.ok()) __builtin_trap();
   service.keys = std::move(*keys);
-  FakeStream stream(Messages(in, model->fingerprint()));
   {
-    tandem::cloud::SessionStream session(&service, &stream, "fuzz");
-    (void)session.Run();
+    // As the gRPC reactor does: one message at a time until a failure or Close.
+    tandem::cloud::SessionStream session(&service, std::make_shared<CheckingSink>(), "fuzz");
+    for (const wire::ClientMessage& message : Messages(in, model->fingerprint())) {
+      const absl::Status status = session.Handle(message);
+      if (!status.ok()) {
+        (void)session.End(status);
+        break;
+      }
+      if (session.closed()) break;
+    }
+    session.CloseIfEmpty();
   }
   service.contexts.reset();  // waits for the scheduler
   return 0;

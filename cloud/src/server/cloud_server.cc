@@ -18,13 +18,18 @@
 #include "absl/synchronization/notification.h"
 #include "server/cloud_only.h"
 #include "server/service_context.h"
-#include "server/session_stream.h"
+#include "server/session_reactor.h"
+#include "server/stream_registry.h"
 #include "status_convert.h"
 #include "tandem/fingerprint.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 
 namespace tandem::cloud {
 namespace {
+
+int Millis(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -34,37 +39,39 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
-// The gRPC service: authenticates each call and hands streams to SessionStream.
-class ContinuationService final : public wire::Continuation::Service {
+// The gRPC service: authenticates each call. Session streams run on gRPC's
+// callback API (SessionReactor: no thread per stream); Stats and Generate (a
+// cloud-only generation computes on its handler thread) stay synchronous.
+class ContinuationService final
+    : public wire::Continuation::WithCallbackMethod_Session<wire::Continuation::Service> {
  public:
-  explicit ContinuationService(ServiceContext* service) : service_(service) {}
+  explicit ContinuationService(ServiceContext* service) : service_(service), streams_(service) {}
 
-  grpc::Status Session(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<wire::ServerMessage, wire::ClientMessage>* stream)
-      override {
+  SessionReactorBase* Session(grpc::CallbackServerContext* context) override {
     std::string key;
     absl::StatusOr<std::string> identity = Authenticate(*context, &key);
     if (!identity.ok()) {
       ++service_->counters.auth_failures;
       service_->CountRefusal(identity.status().code());
       service_->log.Warn("auth_failure", {{"peer", context->peer()}});
-      return wire::ToGrpcStatus(identity.status());
+      return SessionReactor::Refuse(wire::ToGrpcStatus(identity.status()));
     }
     if (service_->draining.load()) {
       service_->CountRefusal(absl::StatusCode::kUnavailable);
-      return wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
+      return SessionReactor::Refuse(
+          wire::ToGrpcStatus(absl::UnavailableError("the server is shutting down")));
     }
-    Register(context, key);
-    ++service_->counters.streams_opened;
-    ++service_->counters.streams_active;
-    grpc::Status status;
-    {
-      SessionStream session(service_, stream, *identity);
-      status = session.Run();
+    absl::Status admitted = streams_.Reserve(*identity);
+    if (!admitted.ok()) {
+      ++service_->counters.streams_refused;
+      service_->CountRefusal(admitted.code());
+      service_->log.Warn("stream_refused", {{"peer", context->peer()},
+                                            {"identity", *identity},
+                                            {"message", admitted.message()}});
+      return SessionReactor::Refuse(wire::ToGrpcStatus(admitted));
     }
-    --service_->counters.streams_active;
-    Unregister(context);
-    return status;
+    return SessionReactor::Start(service_, &streams_, context, *std::move(identity),
+                                 std::move(key));
   }
 
   grpc::Status Stats(grpc::ServerContext* context, const wire::StatsRequest*,
@@ -98,14 +105,21 @@ class ContinuationService final : public wire::Continuation::Service {
 
   void set_metrics_text(std::function<std::string()> f) { metrics_text_ = std::move(f); }
 
-  // Cancels every active stream (end of a graceful shutdown).
+  // Cancels every active call (end of a graceful shutdown).
   void CancelAll() {
+    streams_.ForEach([](SessionReactor& stream) { stream.Cancel(); });
     absl::MutexLock lock(&mu_);
     for (const auto& [context, key] : active_) context->TryCancel();
   }
 
-  // Ends the streams opened with a key the store no longer holds.
+  // Ends the calls opened with a key the store no longer holds.
   void CancelRevoked() {
+    streams_.ForEach([this](SessionReactor& stream) {
+      if (!stream.key().empty() && !service_->keys->Valid(stream.key())) {
+        service_->log.Warn("stream_revoked", {{"identity", stream.identity()}});
+        stream.Cancel();
+      }
+    });
     absl::MutexLock lock(&mu_);
     for (const auto& [context, key] : active_) {
       if (!key.empty() && !service_->keys->Valid(key)) {
@@ -131,7 +145,8 @@ class ContinuationService final : public wire::Continuation::Service {
   // The caller's identity: its API key's when keys are configured (`*key`
   // receives the key), else its client certificate's common name under mutual
   // TLS, else "anonymous".
-  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context, std::string* key) {
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContextBase& context,
+                                           std::string* key) {
     ApiKeyStore& keys = *service_->keys;
     if (!keys.enabled()) return PeerIdentity(context);
     auto range = context.client_metadata().equal_range("authorization");
@@ -148,7 +163,7 @@ class ContinuationService final : public wire::Continuation::Service {
     }
     return absl::UnauthenticatedError("a valid API key is required (authorization: Bearer <key>)");
   }
-  std::string PeerIdentity(const grpc::ServerContext& context) const {
+  std::string PeerIdentity(const grpc::ServerContextBase& context) const {
     if (!service_->options.tls_client_ca_file.empty()) {
       std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
       if (auth != nullptr) {
@@ -169,9 +184,10 @@ class ContinuationService final : public wire::Continuation::Service {
   }
 
   ServiceContext* service_;
+  StreamRegistry streams_;
   std::function<std::string()> metrics_text_;
   absl::Mutex mu_;
-  // Active streams and the API key each was opened with ("" = none).
+  // Active Generate calls and the API key each was opened with ("" = none).
   std::unordered_map<grpc::ServerContext*, std::string> active_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -248,6 +264,18 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
     return absl::InvalidArgumentError(absl::StrCat("max_message_bytes ", options.max_message_bytes,
                                                    " must be in [1024, 2147483647]"));
   }
+  if (options.max_streams < 1 || options.max_streams_per_identity < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_streams (", options.max_streams, ") must be >= 1 and max_streams_per_identity (",
+        options.max_streams_per_identity, ") >= 0"));
+  }
+  if (options.stream_idle_timeout < absl::ZeroDuration() ||
+      options.stream_open_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("stream timeouts must be >= 0 (0 = none)");
+  }
+  if (options.keepalive_time < absl::Seconds(1) || options.keepalive_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("keepalive_time and keepalive_timeout must be >= 1 s");
+  }
   if (options.max_rows_per_message < 1) {
     return absl::InvalidArgumentError("max_rows_per_message must be >= 1");
   }
@@ -303,9 +331,15 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
   builder.RegisterService(impl.grpc_service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  // Keep idle connections honest: ping every 30 s, drop a peer that stops answering.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Keep idle connections honest: ping after keepalive_time without activity,
+  // drop a peer that does not answer within keepalive_timeout (a vanished
+  // client's streams then end and free their slots).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(options.keepalive_timeout));
+  // Accept clients' keepalive pings (every 10 s at most, with or without calls)
+  // instead of answering them with GOAWAY "too_many_pings".
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   // Own the port: without this, gRPC sets SO_REUSEPORT and a second server on
   // a port already in use starts "successfully" and shares its connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -409,6 +443,8 @@ ServerStats CloudServer::stats() const {
   s.resyncs_sent = c.resyncs_sent.load();
   s.errors_sent = c.errors_sent.load();
   s.auth_failures = c.auth_failures.load();
+  s.streams_refused = c.streams_refused.load();
+  s.streams_idle_ended = c.streams_idle_ended.load();
   s.cloud_only_requests = c.cloud_only_requests.load();
   s.cloud_only_tokens = c.cloud_only_tokens.load();
   s.cloud_only_active = c.cloud_only_active.load();

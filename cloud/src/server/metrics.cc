@@ -47,6 +47,11 @@ class ServerMetrics::StatsCollectable : public prometheus::Collectable {
         s.context.memory_bytes);
     add("queued_rows", T::Gauge, "uploaded rows not yet run", s.context.queued_rows);
     add("streams_opened_total", T::Counter, "session streams accepted", s.streams_opened);
+    add("streams_refused_total", T::Counter, "session streams refused over the stream caps",
+        s.streams_refused);
+    add("streams_idle_ended_total", T::Counter,
+        "session streams ended idle (no message, no Open, or session gone)",
+        s.streams_idle_ended);
     add("sessions_evicted_total", T::Counter, "sessions evicted (memory, LRU)", s.context.evicted);
     add("sessions_expired_total", T::Counter, "sessions expired (idle TTL)", s.context.expired);
     add("tokens_served_total", T::Counter, "Continue answers", s.context.tokens_served);

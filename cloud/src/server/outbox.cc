@@ -4,49 +4,65 @@
 
 namespace tandem::cloud {
 
-Outbox::Outbox(Stream* stream, ServerCounters* counters)
-    : stream_(stream), counters_(counters), writer_([this] { WriterLoop(); }) {}
-
-Outbox::~Outbox() { Close(); }
+Outbox::Outbox(Reactor* reactor, ServerCounters* counters)
+    : reactor_(reactor), counters_(counters) {}
 
 bool Outbox::Send(wire::ServerMessage message) {
-  absl::MutexLock lock(&mu_);
-  if (closing_ || broken_) return false;
-  queue_.push_back(std::move(message));
+  const wire::ServerMessage* start = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_ || broken_) return false;
+    queue_.push_back(std::move(message));
+    if (writing_) return true;
+    writing_ = true;
+    start = &queue_.front();  // deque::push_back keeps references to elements valid
+  }
+  reactor_->StartWrite(start);
   return true;
 }
 
-void Outbox::Close() {
+void Outbox::WriteDone(bool ok) {
+  const wire::ServerMessage* next = nullptr;
+  bool finish = false;
+  grpc::Status status;
   {
     absl::MutexLock lock(&mu_);
-    closing_ = true;
-  }
-  // Close is called by the stream's own thread only (Run, then the destructor).
-  if (writer_.joinable()) writer_.join();
-}
-
-void Outbox::WriterLoop() {
-  while (true) {
-    wire::ServerMessage message;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || closing_;
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (queue_.empty() || broken_) return;  // closing with nothing left
-      message = std::move(queue_.front());
+    if (!queue_.empty()) {
+      if (ok) counters_->bytes_out += static_cast<int64_t>(queue_.front().ByteSizeLong());
       queue_.pop_front();
     }
-    const int64_t bytes = static_cast<int64_t>(message.ByteSizeLong());
-    if (!stream_->Write(message)) {
-      absl::MutexLock lock(&mu_);
+    if (!ok) {
       broken_ = true;
       queue_.clear();
-      return;
     }
-    counters_->bytes_out += bytes;
+    if (!queue_.empty()) {
+      next = &queue_.front();
+    } else {
+      writing_ = false;
+      if (finish_requested_ && !finish_called_) {
+        finish_called_ = true;
+        finish = true;
+        status = finish_status_;
+      }
+    }
   }
+  if (next != nullptr) {
+    reactor_->StartWrite(next);
+  } else if (finish) {
+    reactor_->Finish(std::move(status));
+  }
+}
+
+void Outbox::Finish(grpc::Status status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    if (writing_) return;  // WriteDone finishes after the last queued reply
+    finish_called_ = true;
+  }
+  reactor_->Finish(std::move(status));
 }
 
 }  // namespace tandem::cloud

@@ -28,6 +28,8 @@ struct ServerCounters {
   std::atomic<int64_t> resyncs_sent{0};
   std::atomic<int64_t> errors_sent{0};
   std::atomic<int64_t> auth_failures{0};
+  std::atomic<int64_t> streams_refused{0};     // over the stream caps
+  std::atomic<int64_t> streams_idle_ended{0};  // ended by the reaper (idle, no Open, session gone)
   // Cloud-only mode (Continuation.Generate, server/cloud_only.h).
   std::atomic<int64_t> cloud_only_requests{0};
   std::atomic<int64_t> cloud_only_tokens{0};

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/outbox.h"
 #include "tandem/fingerprint.h"
 #include "status_convert.h"
 #include "wire_convert.h"
@@ -40,13 +39,9 @@ wire::Verdict ToWire(Verdict verdict) {
 
 }  // namespace
 
-SessionStream::SessionStream(ServiceContext* service, ServerStream* stream, std::string identity)
-    : service_(service),
-      stream_(stream),
-      identity_(std::move(identity)),
-      outbox_(std::make_shared<Outbox>(stream, &service->counters)) {}
-
-SessionStream::~SessionStream() { outbox_->Close(); }
+SessionStream::SessionStream(ServiceContext* service, std::shared_ptr<ReplySink> sink,
+                             std::string identity)
+    : service_(service), sink_(std::move(sink)), identity_(std::move(identity)) {}
 
 void SessionStream::SendError(const absl::Status& status, uint64_t request_id, bool fatal) {
   wire::ServerMessage message;
@@ -58,7 +53,7 @@ void SessionStream::SendError(const absl::Status& status, uint64_t request_id, b
                                       {"code", absl::StatusCodeToString(status.code())},
                                       {"message", status.message()},
                                       {"fatal", fatal}});
-  outbox_->Send(std::move(message));
+  sink_->Send(std::move(message));
 }
 
 absl::StatusOr<SessionPosition> SessionStream::Position() const {
@@ -73,7 +68,7 @@ void SessionStream::SendAck(const SessionPosition& at) {
   ack->set_epoch(epoch_);
   ack->set_token_resync(service_->model->can_embed());
   ack->set_model_fingerprint(service_->model->fingerprint());
-  outbox_->Send(std::move(message));
+  sink_->Send(std::move(message));
 }
 
 void SessionStream::SendResync(const SessionPosition& at, uint64_t request_id,
@@ -87,7 +82,7 @@ void SessionStream::SendResync(const SessionPosition& at, uint64_t request_id,
   resync->set_token_resync(service_->model->can_embed());
   resync->set_reason(reason);
   ++service_->counters.resyncs_sent;
-  outbox_->Send(std::move(message));
+  sink_->Send(std::move(message));
 }
 
 absl::Status SessionStream::Resync(uint64_t request_id, const std::string& reason) {
@@ -242,12 +237,12 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
     continue_request.sampling = *sampling;
   }
   const uint64_t request_id = request.request_id();
-  std::shared_ptr<Outbox> outbox = outbox_;
+  std::shared_ptr<ReplySink> sink = sink_;
   ServiceContext* service = service_;
   const absl::Time received = absl::Now();
   absl::Status status = service_->contexts->Continue(
       session_id_, identity_, std::move(continue_request),
-      [outbox, service, request_id, received](absl::StatusOr<ContinueResult> result) {
+      [sink, service, request_id, received](absl::StatusOr<ContinueResult> result) {
         // Cancelled: superseded by a rejected draft, of an abandoned branch, or
         // the session closed / the server stopping — nobody waits for it.
         if (absl::IsCancelled(result.status())) return;
@@ -271,7 +266,7 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
           ++service->counters.errors_sent;
           service->CountRefusal(result.status().code());
         }
-        outbox->Send(std::move(message));
+        sink->Send(std::move(message));
       });
   if (absl::IsNotFound(status)) {
     return Resync(request_id, "the session is no longer held (evicted or expired)");
@@ -279,41 +274,43 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
   return status;
 }
 
-grpc::Status SessionStream::Run() {
-  wire::ClientMessage message;
-  absl::Status failure;
-  bool closed = false;
+absl::Status SessionStream::Handle(const wire::ClientMessage& message) {
+  ++service_->counters.messages_in;
+  service_->counters.bytes_in += static_cast<int64_t>(message.ByteSizeLong());
+  if (closed_) return Refuse(absl::StatusCode::kFailedPrecondition, "a message after Close");
+  if (!opened_ && message.kind_case() != wire::ClientMessage::kOpen) {
+    return Refuse(absl::StatusCode::kFailedPrecondition, "the first message must be Open");
+  }
   try {
-    while (!closed && stream_->Read(&message)) {
-      ++service_->counters.messages_in;
-      service_->counters.bytes_in += static_cast<int64_t>(message.ByteSizeLong());
-      if (!opened_ && message.kind_case() != wire::ClientMessage::kOpen) {
-        failure = Refuse(absl::StatusCode::kFailedPrecondition, "the first message must be Open");
-        break;
+    switch (message.kind_case()) {
+      case wire::ClientMessage::kOpen: return HandleOpen(message.open());
+      case wire::ClientMessage::kContext: return HandleContext(message.context());
+      case wire::ClientMessage::kContinue: return HandleContinue(message.continue_());
+      case wire::ClientMessage::kClose: {
+        absl::Status closed = service_->contexts->Close(session_id_, identity_);
+        closed_ = true;
+        service_->log.Info("session_close", {{"session", session_id_}});
+        return absl::IsNotFound(closed) ? absl::OkStatus() : closed;  // NotFound: already gone
       }
-      switch (message.kind_case()) {
-        case wire::ClientMessage::kOpen: failure = HandleOpen(message.open()); break;
-        case wire::ClientMessage::kContext: failure = HandleContext(message.context()); break;
-        case wire::ClientMessage::kContinue: failure = HandleContinue(message.continue_()); break;
-        case wire::ClientMessage::kClose:
-          failure = service_->contexts->Close(session_id_, identity_);
-          if (absl::IsNotFound(failure)) failure = absl::OkStatus();  // already gone
-          closed = true;
-          break;
-        default:
-          failure = Refuse(absl::StatusCode::kInvalidArgument, "an empty or unknown message");
-      }
-      if (!failure.ok()) break;
+      default:
+        return Refuse(absl::StatusCode::kInvalidArgument, "an empty or unknown message");
     }
   } catch (const std::exception& e) {
-    failure = absl::InternalError(absl::StrCat("stream handler: ", e.what()));
+    return absl::InternalError(absl::StrCat("stream handler: ", e.what()));
   }
+}
+
+grpc::Status SessionStream::End(const absl::Status& failure) {
   if (!failure.ok()) SendError(failure, 0, /*fatal=*/true);
-  if (closed) service_->log.Info("session_close", {{"session", session_id_}});
-  // Replies already produced are written before the stream ends; Continue
-  // answers that come later (the client left mid-request) are dropped.
-  outbox_->Close();
   return wire::ToGrpcStatus(failure);
+}
+
+void SessionStream::CloseIfEmpty() {
+  if (!opened_ || closed_) return;
+  absl::StatusOr<SessionPosition> at = Position();
+  if (at.ok() && at->held == 0 && service_->contexts->Close(session_id_, identity_).ok()) {
+    service_->log.Info("session_close", {{"session", session_id_}, {"reason", "empty, stream ended"}});
+  }
 }
 
 }  // namespace tandem::cloud

@@ -1,8 +1,9 @@
 // SessionStream: the server's half of one session stream — the protocol state
 // machine of proto/tandem.proto (Open, epochs, Context, Continue, Close) on top
-// of the ContextManager. Run() reads on the gRPC handler thread; replies go
-// through an Outbox written by a thread of its own, so the scheduler (which
-// produces Tokens) never blocks on a slow client.
+// of the ContextManager, with no transport: the gRPC reactor
+// (server/session_reactor.h) hands it each client message and it answers
+// through a ReplySink. Replies may also come later, from the scheduler's
+// thread (Tokens), through the same sink.
 #ifndef TANDEM_CLOUD_SERVER_SESSION_STREAM_H_
 #define TANDEM_CLOUD_SERVER_SESSION_STREAM_H_
 
@@ -19,20 +20,38 @@
 
 namespace tandem::cloud {
 
-// The interface, not grpc::ServerReaderWriter, so the message handling can be
-// driven without a network (tests/fuzz/session_messages_fuzzer.cc).
-using ServerStream = grpc::ServerReaderWriterInterface<wire::ServerMessage, wire::ClientMessage>;
+// Where a stream's replies go, in order. Thread-safe: Send is called by the
+// message handler and by the scheduler. False when the reply was dropped (the
+// stream is ending or the client is gone).
+class ReplySink {
+ public:
+  virtual ~ReplySink() = default;
+  virtual bool Send(wire::ServerMessage message) = 0;
+};
 
-class Outbox;
-
+// Thread-compatible: Handle / End / CloseIfEmpty are called one at a time
+// (the reactor's reads are sequential); replies produced on other threads go
+// straight to the sink.
 class SessionStream {
  public:
-  SessionStream(ServiceContext* service, ServerStream* stream, std::string identity);
-  ~SessionStream();
+  SessionStream(ServiceContext* service, std::shared_ptr<ReplySink> sink, std::string identity);
 
-  // Serves the stream until the client closes it, an error ends it, or the
-  // server shuts down. Never throws.
-  grpc::Status Run();
+  // Handles one client message. A non-OK status means the stream must end:
+  // call End(status). Never throws.
+  absl::Status Handle(const wire::ClientMessage& message);
+  // A Close was handled: read no more, end the stream with OK.
+  bool closed() const { return closed_; }
+  // Sends the fatal Error for `failure` (nothing when OK) and returns the
+  // status the stream ends with.
+  grpc::Status End(const absl::Status& failure);
+  // After the stream ended without Close: drops its session if it holds no
+  // position (nothing an edge could resume; an Open-only client must not pin
+  // its KV cache until the TTL).
+  void CloseIfEmpty();
+
+  bool opened() const { return opened_; }
+  const std::string& session_id() const { return session_id_; }
+  const std::string& identity() const { return identity_; }
 
  private:
   // Each returns a non-OK status to end the stream after sending Error.
@@ -50,9 +69,9 @@ class SessionStream {
   absl::StatusOr<SessionPosition> Position() const;
 
   ServiceContext* service_;
-  ServerStream* stream_;
+  std::shared_ptr<ReplySink> sink_;
   std::string identity_;
-  std::shared_ptr<Outbox> outbox_;
+  bool closed_ = false;
   // Set by Open.
   bool opened_ = false;
   std::string session_id_;

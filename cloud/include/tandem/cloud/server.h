@@ -67,6 +67,28 @@ struct ServerOptions {
   // queue wait, Continue latency) and refusals by reason. Bind it to an
   // operator-only interface: it is unauthenticated.
   std::string metrics_address;
+  // Session streams open at once, over all clients; one more is refused with
+  // RESOURCE_EXHAUSTED (counted as a refusal). Streams cost no thread each (the
+  // server uses gRPC's callback API), only their protocol state and gRPC's
+  // buffers; sessions' KV caches are bounded by limits.memory_budget_bytes.
+  int64_t max_streams = 1024;
+  // Session streams open at once per identity (API key identity, client
+  // certificate name, or "anonymous"); 0 = only max_streams applies.
+  int64_t max_streams_per_identity = 0;
+  // A stream that has sent no message for this long is ended (status
+  // DEADLINE_EXCEEDED, after a fatal Error saying why); its session stays held
+  // (until limits.idle_ttl) unless it holds no position, so the edge resumes it
+  // on a new stream. Zero = no limit. Keep it above the longest pause an edge
+  // makes between tokens.
+  absl::Duration stream_idle_timeout = absl::Seconds(120);
+  // A stream whose first message (Open) has not arrived this long after it
+  // started is ended the same way. Zero = only stream_idle_timeout applies.
+  absl::Duration stream_open_timeout = absl::Seconds(30);
+  // HTTP/2 keepalive: the server pings a connection after this long without
+  // activity and closes it when no answer comes within keepalive_timeout
+  // (catches peers that vanished without closing their TCP connection).
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
   // A stats line is logged this often (0 = never).
   absl::Duration stats_interval = absl::ZeroDuration();
   // Structured log (one JSON object per line); nullptr = no logging.
@@ -94,6 +116,9 @@ struct ServerStats {
   int64_t resyncs_sent = 0;
   int64_t errors_sent = 0;
   int64_t auth_failures = 0;
+  int64_t streams_refused = 0;      // over max_streams / max_streams_per_identity
+  int64_t streams_idle_ended = 0;   // ended by stream_idle_timeout / stream_open_timeout /
+                                    // a silent stream whose session expired
   int64_t cloud_only_requests = 0;  // Generate calls admitted (cloud-only mode)
   int64_t cloud_only_tokens = 0;    // tokens they streamed
   int64_t cloud_only_active = 0;    // gauge
