@@ -25,6 +25,7 @@
 #include "tandem/model.h"
 #include "tandem/status_macros.h"
 #include "tandem/wire/tandem.grpc.pb.h"
+#include "wire_convert.h"
 
 namespace tandem::load {
 namespace {

@@ -9,12 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "loopback.h"
 #include "raw_client.h"
 #include "tandem/wire/tandem.grpc.pb.h"
+#include "wire_convert.h"
 
 namespace tandem::e2e {
 namespace {

@@ -66,3 +66,30 @@ void Outbox::Finish(grpc::Status status) {
 }
 
 }  // namespace tandem::cloud
+
+namespace tandem::cloud {
+
+void Outbox::SendAndFinish(wire::ServerMessage last, grpc::Status status) {
+  const wire::ServerMessage* start = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    if (!broken_) queue_.push_back(std::move(last));
+    if (writing_) return;  // WriteDone writes it, then finishes
+    if (queue_.empty()) {
+      finish_called_ = true;
+    } else {
+      writing_ = true;
+      start = &queue_.front();
+    }
+  }
+  if (start != nullptr) {
+    reactor_->StartWrite(start);
+  } else {
+    reactor_->Finish(std::move(status));
+  }
+}
+
+}  // namespace tandem::cloud

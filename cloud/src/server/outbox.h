@@ -40,6 +40,9 @@ class Outbox final : public ReplySink {
   // (at once if a write failed). The first call decides the status; later
   // calls do nothing.
   void Finish(grpc::Status status);
+  // Queues `last` and ends the stream with `status` after it, as one step (no
+  // other end can slip in between). Nothing when the end was already decided.
+  void SendAndFinish(wire::ServerMessage last, grpc::Status status);
 
  private:
   Reactor* reactor_;

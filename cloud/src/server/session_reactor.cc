@@ -121,8 +121,7 @@ void SessionReactor::EndIdle(const absl::Status& reason) {
                                            {"message", reason.message()}});
   wire::ServerMessage message;
   wire::ToProto(reason, /*request_id=*/0, /*fatal=*/true, message.mutable_error());
-  outbox_->Send(std::move(message));
-  outbox_->Finish(wire::ToGrpcStatus(reason));
+  outbox_->SendAndFinish(std::move(message), wire::ToGrpcStatus(reason));
 }
 
 void SessionReactor::CheckIdle(absl::Time now) {
