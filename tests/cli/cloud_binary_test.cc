@@ -48,7 +48,10 @@ TEST(CloudBinary, EveryNumericFlagIsRangeChecked) {
       {"--memory-budget", "99999999999999G"}, {"--max-sessions", "0"},
       {"--max-batch-rows", "12x"},   {"--grace-seconds", "1e999"},
       {"--split", "-1"},             {"--stats-interval", "-5"},
-      {"--max-positions", "9999999999"}};
+      {"--max-positions", "9999999999"}, {"--max-streams", "0"},
+      {"--max-streams-per-identity", "-1"}, {"--stream-idle-seconds", "-3"},
+      {"--stream-open-seconds", "x"},  {"--keepalive-seconds", "0.5"},
+      {"--keepalive-timeout-seconds", "99999"}};
   for (const auto& c : cases) {
     std::vector<std::string> args = {"--model", kModel, "--port", "0"};
     args.insert(args.end(), c.begin(), c.end());
