@@ -1,7 +1,12 @@
 # `cmake --install` puts the libraries, public headers and a TandemConfig.cmake
 # under the prefix, so an app outside the tree can do
 #   find_package(Tandem REQUIRED)
-#   target_link_libraries(app PRIVATE Tandem::common)
+#   target_link_libraries(app PRIVATE Tandem::edge)          # standalone: no gRPC
+#   target_link_libraries(app PRIVATE Tandem::edge_grpc)     # collaborative over gRPC
+# Two export sets: TandemTargets (common, proto, edge, cloud_core: no gRPC) and
+# TandemGrpcTargets (proto_grpc, edge_grpc, cloud and the binaries), which
+# TandemConfig.cmake loads only when gRPC can be found — required with
+# `find_package(Tandem REQUIRED COMPONENTS grpc)`.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -12,10 +17,16 @@ install(TARGETS ${TANDEM_INSTALL_TARGETS}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS ${TANDEM_GRPC_INSTALL_TARGETS}
+  EXPORT TandemGrpcTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 foreach(dir ${TANDEM_PUBLIC_INCLUDE_DIRS})
   install(DIRECTORY ${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endforeach()
 install(EXPORT TandemTargets NAMESPACE Tandem:: DESTINATION ${TANDEM_INSTALL_CMAKEDIR})
+install(EXPORT TandemGrpcTargets NAMESPACE Tandem:: DESTINATION ${TANDEM_INSTALL_CMAKEDIR})
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/TandemConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/TandemConfig.cmake

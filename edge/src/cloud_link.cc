@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "link/grpc_transport.h"
 #include "link/link_core.h"
 #include "link/transport.h"
+#include "link/transport_registry.h"
 #include "tandem/codec.h"
 #include "tandem/status_macros.h"
 
@@ -74,12 +74,16 @@ absl::StatusOr<std::unique_ptr<CloudLink>> CloudLink::Create(const CloudOptions&
                                                              int64_t hidden_size) {
   if (options.address.empty()) return absl::InvalidArgumentError("CloudOptions.address is empty");
   TANDEM_RETURN_IF_ERROR(options.Validate());
-  absl::StatusOr<std::unique_ptr<link::Transport>> transport =
-      absl::InternalError("no transport");
+  absl::StatusOr<std::unique_ptr<link::Transport>> transport;
   if (options.transport) {
     transport = options.transport();
+  } else if (link::TransportFactory factory = link::DefaultTransportFactory()) {
+    transport = factory(options);
   } else {
-    transport = link::MakeGrpcTransport(options);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collaborative mode (cloud address '", options.address,
+        "') needs a transport and none is linked: link the CMake target Tandem::edge_grpc "
+        "(tandem_edge_grpc in Tandem's tree) for gRPC, or set CloudOptions::transport"));
   }
   if (!transport.ok()) return transport.status();
   return CreateWithTransport(options, *std::move(transport), fingerprint, split,

@@ -1,6 +1,7 @@
 // tandem.EdgeSession: the edge SDK (edge/include/tandem/edge/edge_session.h)
 // from Python. generate() runs with the GIL released; Ctrl-C and exceptions
 // raised by on_token stop generation within one decode step.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -150,7 +151,8 @@ std::unique_ptr<PyEdgeSession> Create(const std::string& model_dir, std::optiona
 GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t max_new_tokens,
                           float temperature, int32_t top_k, float top_p, uint64_t seed,
                           const py::object& stop, bool stop_at_eos, bool add_special_tokens,
-                          const py::object& on_token) {
+                          const py::object& on_token, const std::string& delivery,
+                          const py::object& on_rollback) {
   edge::EdgeSession& session = self.get();
   edge::GenerateOptions o;
   o.max_new_tokens = max_new_tokens;
@@ -161,6 +163,13 @@ GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t
   o.stop_strings = StopStrings(stop);
   o.stop_at_eos = stop_at_eos;
   o.add_special_tokens = add_special_tokens;
+  if (delivery == "confirmed") {
+    o.delivery = edge::GenerateOptions::Delivery::kConfirmed;
+  } else if (delivery == "eager") {
+    o.delivery = edge::GenerateOptions::Delivery::kEager;
+  } else {
+    throw py::value_error("delivery must be 'confirmed' or 'eager', got '" + delivery + "'");
+  }
   const bool is_text = py::isinstance<py::str>(prompt);
   std::string text;
   std::vector<int32_t> ids;
@@ -172,8 +181,10 @@ GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t
 
   PyBridge bridge;
   GenerationResult result;
+  std::string streamed;  // every byte of text on_token has seen, less rollbacks
   auto callback = [&](const edge::TokenInfo& info) {
     TokenRecord record = ToRecord(info);
+    streamed += info.text;
     bool keep_going;
     if (!on_token.is_none()) {
       bool stop_requested = false;
@@ -188,10 +199,26 @@ GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t
     if (info.id >= 0) result.tokens.push_back(std::move(record));
     return keep_going;
   };
+  // Called on this thread between two on_token calls; on_token's records of
+  // the rolled-back tokens are the last ones kept.
+  auto rollback = [&](const edge::Rollback& rb) {
+    RollbackRecord record;
+    record.position = rb.position;
+    record.tokens = rb.tokens;
+    record.bytes = rb.bytes;
+    const size_t bytes = std::min(streamed.size(), static_cast<size_t>(std::max<int64_t>(rb.bytes, 0)));
+    record.text = streamed.substr(streamed.size() - bytes);
+    streamed.resize(streamed.size() - bytes);
+    const size_t drop = std::min(result.tokens.size(), static_cast<size_t>(std::max<int64_t>(rb.tokens, 0)));
+    result.tokens.resize(result.tokens.size() - drop);
+    if (!on_rollback.is_none()) bridge.Call([&] { on_rollback(record); });
+    result.rollbacks.push_back(std::move(record));
+  };
   absl::StatusOr<edge::GenerationSummary> summary;
   {
     py::gil_scoped_release release;
-    summary = is_text ? session.Generate(text, o, callback) : session.GenerateIds(ids, o, callback);
+    summary = is_text ? session.Generate(text, o, callback, rollback)
+                      : session.GenerateIds(ids, o, callback, rollback);
   }
   bridge.RethrowIfFailed();
   result.stats = ValueOrThrow(std::move(summary));
@@ -252,6 +279,7 @@ released while generating, so other Python threads run.)doc")
            py::arg("temperature") = 0.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f,
            py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("stop_at_eos") = true,
            py::arg("add_special_tokens") = true, py::arg("on_token") = py::none(),
+           py::arg("delivery") = "confirmed", py::arg("on_rollback") = py::none(),
            R"doc(Generates a continuation of `prompt`; returns a GenerationResult.
 
 Args:
@@ -268,9 +296,20 @@ Args:
   on_token: called with each TokenRecord as it is decided, on this thread and
     with the GIL held; returning False stops generation (stop_reason 'callback').
     An exception it raises stops generation and propagates.
+  delivery: collaborative mode, what on_token sees. 'confirmed' (default):
+    only tokens whose fate is known (decided by an exit, verified by the cloud,
+    or kept after verification failed), in order; under greedy decoding the text
+    equals the blocking policy's (CloudOptions.max_in_flight=0). 'eager': every
+    token as soon as it is decoded, drafts included (TokenRecord.provisional);
+    when the cloud replaces a streamed draft, on_rollback gets a Rollback saying
+    what to take back, then the replacement and what follows stream. Under greedy
+    decoding the final text is the same in both. Standalone: no difference.
+  on_rollback: called with each Rollback (eager only), on this thread with the
+    GIL held, before the replacement token's on_token. An exception it raises
+    stops generation at the next token and propagates.
 
 Raises ValueError (empty prompt, prompt longer than the context, bad sampling
-options), RuntimeError (another generate is running, libtorch failure),
+options, bad delivery), RuntimeError (another generate is running, libtorch failure),
 KeyboardInterrupt (Ctrl-C; generation stops within one decode step).)doc")
       .def(
           "cancel", [](PyEdgeSession& self) { self.get().Cancel(); },

@@ -70,11 +70,17 @@ class CloudOptions:
     tls_root_certs_file: str
     tls_server_name: str
     max_message_bytes: int
+    max_in_flight: int
+    adaptive_depth: bool
+    min_in_flight: int
+    draft_top_k: int
     def __init__(self, address: str = "", codec: str = "int8", request_timeout: float = 1.0,
                  connect_timeout: float = 2.0, resync: str = "auto",
                  upload_batch_rows: int = 16, upload_max_delay: float = 0.02,
                  api_key: str = "", tls_root_certs_file: str = "", tls_server_name: str = "",
-                 max_message_bytes: int = 4194304) -> None: ...
+                 max_message_bytes: int = 4194304, max_in_flight: int = 32,
+                 adaptive_depth: bool = True, min_in_flight: int = 4,
+                 draft_top_k: int = 8) -> None: ...
 
 class TokenRecord:
     @property
@@ -93,6 +99,31 @@ class TokenRecord:
     def probability(self) -> float: ...
     @property
     def seconds(self) -> float: ...
+    @property
+    def provisional(self) -> bool: ...
+    @property
+    def draft_accepted(self) -> bool: ...
+
+class Rollback:
+    @property
+    def position(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+class SpeculationStats:
+    drafts: int
+    accepted: int
+    rejected: int
+    unverified: int
+    rolled_back: int
+    wasted_steps: int
+    wait_seconds: float
+    mean_in_flight: float
+    final_window: int
 
 class CloudLinkStats:
     bytes_up: int
@@ -125,6 +156,7 @@ class GenerationStats:
     total_seconds: float
     bytes_to_sink: int
     cloud: CloudLinkStats
+    speculation: SpeculationStats
 
 class SessionStats:
     generations: int
@@ -144,6 +176,7 @@ class GenerationResult:
     text: str
     ids: List[int]
     tokens: List[TokenRecord]
+    rollbacks: List[Rollback]
     stats: GenerationStats
 
 class EdgeSession:
@@ -158,7 +191,9 @@ class EdgeSession:
                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                  stop: Union[None, str, Sequence[str]] = None, stop_at_eos: bool = True,
                  add_special_tokens: bool = True,
-                 on_token: Optional[Callable[[TokenRecord], Optional[bool]]] = None
+                 on_token: Optional[Callable[[TokenRecord], Optional[bool]]] = None,
+                 delivery: str = "confirmed",
+                 on_rollback: Optional[Callable[[Rollback], None]] = None
                  ) -> GenerationResult: ...
     def cancel(self) -> None: ...
     @property

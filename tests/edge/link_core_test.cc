@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "tandem/wire/tandem.pb.h"
+#include "wire_convert.h"
 
 namespace tandem::edge::link {
 namespace {
@@ -312,6 +313,59 @@ TEST_F(LinkCoreTest, LinkLossFailsEveryRequestInFlightAndReconnectsWithBackoff) 
   EXPECT_EQ(core_.Poll(now_).want, LinkCore::Want::kConnect);
   wire::ClientMessage open = core_.Opened(&stream_);
   EXPECT_EQ(open.open().resume_next_position(), 7u);  // what was sent before
+}
+
+// The Continue seam is honest: what goes on the wire for a request is the row,
+// the draft and the sampling parameters passed to Submit — not the history's
+// row at that position nor the sequence's sampling — including when the
+// request is sent again after a resync.
+TEST_F(LinkCoreTest, ContinueCarriesTheSubmittedRowDraftAndSamplingNotTheHistorys) {
+  BeginAndConnect(4);
+  const at::Tensor history_row = at::full({1, kDim}, 1.0f);
+  const at::Tensor submitted_row = at::arange(kDim, at::kFloat).reshape({1, kDim}) * 0.5f;
+  core_.Input(4, std::vector<int32_t>{5});
+  core_.Context(4, history_row, now_);
+  ContinueRequest r;
+  r.position = 4;
+  r.hidden_at_split = submitted_row;
+  r.draft_token = 11;
+  r.draft.ids = {11, 3};
+  r.draft.probs = {0.75f, 0.25f};
+  r.sampling.temperature = 0.7f;
+  r.sampling.top_k = 3;
+  r.sampling.seed = 99;
+  ASSERT_TRUE(core_.Submit(r, now_ + absl::Seconds(1), now_).ok());
+
+  auto check = [&](const std::vector<wire::ClientMessage>& writes) {
+    const wire::Continue* c = nullptr;
+    for (const auto& m : writes) if (m.has_continue_()) c = &m.continue_();
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->position(), 4u);
+    auto row = wire::DecodeRows(c->hidden(), kDim, 1);
+    ASSERT_TRUE(row.ok()) << row.status();
+    EXPECT_TRUE(at::equal(*row, submitted_row));  // fp32: exact
+    EXPECT_FALSE(at::equal(*row, history_row));
+    EXPECT_EQ(c->draft().token_id(), 11);
+    ASSERT_EQ(c->draft().ids_size(), 2);
+    EXPECT_EQ(c->draft().ids(1), 3);
+    EXPECT_FLOAT_EQ(c->draft().probs(0), 0.75f);
+    auto sampling = wire::FromProto(c->sampling());
+    ASSERT_TRUE(sampling.ok()) << sampling.status();
+    EXPECT_FLOAT_EQ(sampling->temperature, 0.7f);  // the sequence samples greedily
+    EXPECT_EQ(sampling->top_k, 3);
+    EXPECT_EQ(sampling->seed, 99u);
+  };
+  ASSERT_NO_FATAL_FAILURE(check(Flush()));
+
+  // The server lost everything after position 2: the rows before the request
+  // come from the history again, the request with what was submitted.
+  wire::ServerMessage m;
+  m.mutable_resync()->set_epoch(1);
+  m.mutable_resync()->set_next_position(2);
+  core_.Received(stream_, m, now_);
+  auto writes = Flush();
+  EXPECT_EQ(ContextRanges(writes, 0), (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));
+  ASSERT_NO_FATAL_FAILURE(check(writes));
 }
 
 TEST_F(LinkCoreTest, DepthOfRequestsIsUnboundedHereTheWindowIsTheSessions) {

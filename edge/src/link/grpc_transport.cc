@@ -9,6 +9,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "link/transport_registry.h"
+#include "tandem/edge/grpc_transport.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 
 namespace tandem::edge::link {
@@ -101,3 +103,18 @@ absl::StatusOr<std::unique_ptr<Transport>> MakeGrpcTransport(const CloudOptions&
 }
 
 }  // namespace tandem::edge::link
+
+namespace tandem::edge {
+
+void RegisterGrpcTransport() { link::SetDefaultTransportFactory(&link::MakeGrpcTransport); }
+
+namespace {
+// Registers at load time. This object is in the binary whenever the app links
+// Tandem::edge_grpc through CMake (its usage requirements keep
+// tandem_edge_grpc_register, defined here, from being dropped).
+[[maybe_unused]] const bool kRegistered = (RegisterGrpcTransport(), true);
+}  // namespace
+
+}  // namespace tandem::edge
+
+extern "C" void tandem_edge_grpc_register() { tandem::edge::RegisterGrpcTransport(); }

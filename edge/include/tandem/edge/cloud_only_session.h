@@ -19,6 +19,9 @@
 // there; one Generate at a time per session (a concurrent second call fails
 // with FailedPrecondition). Cancel() may be called from any thread. No
 // exception leaves this class.
+//
+// Library: Tandem::edge_grpc (it speaks gRPC directly; Tandem::edge alone does
+// not define it).
 #ifndef TANDEM_EDGE_CLOUD_ONLY_SESSION_H_
 #define TANDEM_EDGE_CLOUD_ONLY_SESSION_H_
 

@@ -33,7 +33,8 @@ enum class ResyncPolicy {
 const char* ResyncPolicyName(ResyncPolicy p);
 
 struct CloudOptions {
-  // host:port of the server; empty = standalone.
+  // host:port of the server; empty = standalone. Non-empty needs a transport:
+  // link Tandem::edge_grpc for gRPC (see `transport` below).
   std::string address;
   // Hidden-state codec on the wire (tandem/codec.h): fp32, fp16, bf16, int8,
   // int4, int4-g64, each optionally +zstd / +zstdN. fp32 is exact; int8 keeps
@@ -83,9 +84,12 @@ struct CloudOptions {
   // (8 bytes a token) so the cloud can apply the speculative sampling rule.
   int32_t draft_top_k = 8;
 
-  // How to reach the server; empty = gRPC to `address` (the normal case).
-  // For tests and custom transports (an in-process server, a fault injector:
-  // src/link/). Called once per CloudLink.
+  // How to reach the server; empty = the default transport: gRPC to `address`
+  // when the app links Tandem::edge_grpc (tandem/edge/grpc_transport.h), none
+  // otherwise — then EdgeSession::Create / CloudLink::Create fail with
+  // FailedPrecondition naming the library to link. Set for tests and custom
+  // transports (an in-process server, a fault injector: src/link/). Called
+  // once per CloudLink.
   std::function<std::unique_ptr<link::Transport>()> transport;
 
   // InvalidArgument naming the first bad field.
