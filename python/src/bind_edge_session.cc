@@ -199,17 +199,19 @@ GenerationResult Generate(PyEdgeSession& self, const py::object& prompt, int32_t
     if (info.id >= 0) result.tokens.push_back(std::move(record));
     return keep_going;
   };
-  // Called on this thread between two on_token calls; on_token's records of
-  // the rolled-back tokens are the last ones kept.
+  // Eager delivery: called on this thread between two on_token calls; the
+  // records of the rolled-back tokens are the last ones in result.tokens.
   auto rollback = [&](const edge::Rollback& rb) {
     RollbackRecord record;
     record.position = rb.position;
     record.tokens = rb.tokens;
     record.bytes = rb.bytes;
-    const size_t bytes = std::min(streamed.size(), static_cast<size_t>(std::max<int64_t>(rb.bytes, 0)));
+    const size_t bytes =
+        std::min(streamed.size(), static_cast<size_t>(std::max<int64_t>(rb.bytes, 0)));
     record.text = streamed.substr(streamed.size() - bytes);
     streamed.resize(streamed.size() - bytes);
-    const size_t drop = std::min(result.tokens.size(), static_cast<size_t>(std::max<int64_t>(rb.tokens, 0)));
+    const size_t drop =
+        std::min(result.tokens.size(), static_cast<size_t>(std::max<int64_t>(rb.tokens, 0)));
     result.tokens.resize(result.tokens.size() - drop);
     if (!on_rollback.is_none()) bridge.Call([&] { on_rollback(record); });
     result.rollbacks.push_back(std::move(record));
