@@ -110,10 +110,10 @@ TEST(ResidentMemory, StaysNearTheBudgetDuringAFloodAndReturnsAfterIt) {
   // 800 sessions of 2 MiB: 1.6 GB opened through a 64 MiB budget.
   const FloodResult r = Flood(model, limits, 200);
   EXPECT_GT(r.evicted, 600);
-  // Budget + documented overhead (README, "Memory"): the trim runs on the
+  // Budget + documented overhead (README, "Memory", 64 MiB): the trim runs on the
   // scheduler thread after every 8 MiB freed, so up to a few trims' worth of
   // freed caches may be resident at a sample, plus allocator slack.
-  EXPECT_LE(r.peak - r.baseline, limits.memory_budget_bytes + 48 * kMiB);
+  EXPECT_LE(r.peak - r.baseline, limits.memory_budget_bytes + 64 * kMiB);
   EXPECT_LE(r.after - r.baseline, 16 * kMiB);
 }
 
