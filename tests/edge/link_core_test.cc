@@ -366,6 +366,7 @@ TEST_F(LinkCoreTest, ContinueCarriesTheSubmittedRowDraftAndSamplingNotTheHistory
   auto writes = Flush();
   EXPECT_EQ(ContextRanges(writes, 0), (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));
   ASSERT_NO_FATAL_FAILURE(check(writes));
+}
 
 TEST_F(LinkCoreTest, GoingAwayDropsTheStreamAtOnceAndReconnectsWithBackoff) {
   BeginAndConnect(4);
