@@ -6,6 +6,8 @@
 // connections; SIGINT / SIGTERM shut it down gracefully (refuse new sessions,
 // answer in-flight requests for up to --grace-seconds, close every stream);
 // SIGHUP re-reads the --api-keys file.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -50,6 +52,19 @@ constexpr char kUsage[] = R"(usage: tandem-cloud --model DIR [options]
   --keepalive-seconds T    ping a quiet connection after T seconds (default 30) ...
   --keepalive-timeout-seconds T
                            ... and close it when no answer comes within T (default 10)
+  --max-session-batch-rows N
+                           rows one session adds to an iteration while others wait
+                           (default 64; 0 = first come, first served, never split)
+  --max-sessions-per-identity N
+                           sessions one identity (API key / certificate) may hold;
+                           its own idle sessions are evicted first (default 0 = no quota)
+  --max-queued-rows-per-identity N
+                           rows one identity may have queued and not yet run (default 0)
+  --rows-per-second-per-identity R
+                           rows one identity may upload per second, token bucket
+                           (default 0 = no quota)
+  --rows-burst-per-identity N
+                           the bucket's size (default 0 = one second's worth)
   --api-keys FILE          require API keys: lines of `identity key`; re-read when the
                            file changes and on SIGHUP (revoked keys are refused at once)
   --tls-cert FILE          PEM certificate (with --tls-key: serve TLS)
@@ -90,6 +105,8 @@ absl::Status Run(int argc, char** argv) {
        "max-positions", "ttl-seconds", "max-message-bytes", "max-batch-rows", "api-keys",
        "max-streams", "max-streams-per-identity", "stream-idle-seconds", "stream-open-seconds",
        "keepalive-seconds", "keepalive-timeout-seconds",
+       "max-session-batch-rows", "max-sessions-per-identity", "max-queued-rows-per-identity",
+       "rows-per-second-per-identity", "rows-burst-per-identity",
        "tls-cert", "tls-key", "tls-client-ca", "metrics-listen", "threads", "stats-interval", "grace-seconds",
        "print-stats", "api-key"},
       {"no-token-resync", "quiet", "help"});
@@ -123,6 +140,16 @@ absl::Status Run(int argc, char** argv) {
                           flags.GetSeconds("ttl-seconds", 600, 0, 365 * 24 * 3600.0));
   TANDEM_ASSIGN_OR_RETURN(options.limits.max_batch_rows,
                           flags.GetInt<int64_t>("max-batch-rows", 256, 1, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_session_batch_rows,
+                          flags.GetInt<int64_t>("max-session-batch-rows", 64, 0, 1 << 20));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_sessions_per_identity,
+                          flags.GetInt<int64_t>("max-sessions-per-identity", 0, 0, 1 << 24));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.max_queued_rows_per_identity,
+                          flags.GetInt<int64_t>("max-queued-rows-per-identity", 0, 0, kInt32Max));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.rows_per_second_per_identity,
+                          flags.GetDouble("rows-per-second-per-identity", 0, 0, 1e9));
+  TANDEM_ASSIGN_OR_RETURN(options.limits.rows_burst_per_identity,
+                          flags.GetInt<int64_t>("rows-burst-per-identity", 0, 0, kInt32Max));
   TANDEM_ASSIGN_OR_RETURN(options.max_message_bytes,
                           flags.GetBytes("max-message-bytes", 4 << 20, 1024, kInt32Max));
   TANDEM_ASSIGN_OR_RETURN(options.max_streams,
@@ -158,6 +185,12 @@ absl::Status Run(int argc, char** argv) {
                           flags.GetSeconds("grace-seconds", 10, 0, 24 * 3600.0));
   TANDEM_ASSIGN_OR_RETURN(int threads, flags.GetInt<int>("threads", 2, 0, 4096));
   tandem::SetComputeThreads(threads);
+  // Blocks of 1 MiB and more (KV caches) are mmapped, so freeing one returns
+  // it to the system at once: glibc's default threshold rises to the size of
+  // the last freed mmapped block, after which caches come from the arenas and
+  // stay resident when freed. Measured in docs/decisions.md ("Hardening:
+  // resident memory"); the context manager also trims after large frees.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   if (!flags.Has("quiet")) options.log = &std::cerr;
 
   // Signals are taken synchronously by this thread; every other thread

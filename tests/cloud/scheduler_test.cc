@@ -104,7 +104,7 @@ TEST(Scheduler, WorkQueuedWhileBusyRunsAsOneBatch) {
   EXPECT_EQ(cm.stats().batches, batches_before + 1);
 }
 
-TEST(Scheduler, BatchRowLimitSplitsIterationsNotSessions) {
+TEST(Scheduler, BatchRowLimitIsHeldBySplittingSessionsAcrossIterations) {
   auto sm = MakeSplitModel();
   ContextLimits limits;
   limits.max_batch_rows = 4;
@@ -127,10 +127,12 @@ TEST(Scheduler, BatchRowLimitSplitsIterationsNotSessions) {
     auto r = outcomes[i].get();
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->token, FullGreedy(*sm.full, prompts[i], 1)[0]);
-    EXPECT_EQ(r->rows_run, 6);
+    // Split (fair scheduling): the Continue ran with the rest of its rows.
+    EXPECT_GE(r->rows_run, 1);
+    EXPECT_LE(r->rows_run, 4);
   }
-  // The stall's 1 row + 4 sessions x 6 rows, at most one over-limit session a batch.
-  EXPECT_GE(cm.stats().batches - batches_before, 4);
+  // The stall's 1 row + 4 sessions x 6 rows, at most 4 rows a batch.
+  EXPECT_GE(cm.stats().batches - batches_before, 7);
 }
 
 TEST(Scheduler, ContextArrivingWhileAContinueIsPendingIsKept) {

@@ -368,6 +368,37 @@ TEST_F(LinkCoreTest, ContinueCarriesTheSubmittedRowDraftAndSamplingNotTheHistory
   ASSERT_NO_FATAL_FAILURE(check(writes));
 }
 
+TEST_F(LinkCoreTest, GoingAwayDropsTheStreamAtOnceAndReconnectsWithBackoff) {
+  BeginAndConnect(4);
+  Step(true);
+  Flush();
+  Token(4, 5, wire::VERDICT_ACCEPTED, 0);  // answered before the drain
+  Step(true);
+  Flush();
+  wire::ServerMessage going_away;
+  going_away.mutable_going_away()->set_reason("the server is shutting down");
+  going_away.mutable_going_away()->set_grace_ms(5000);
+  core_.Received(stream_, going_away, now_);
+  // No failure was seen, yet the stream is dropped now (not after a deadline),
+  // and the request still waiting is the edge's to decide.
+  auto verdicts = core_.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 2u);
+  EXPECT_TRUE(verdicts[0].status.ok());
+  EXPECT_EQ(verdicts[1].position, 5);
+  EXPECT_EQ(verdicts[1].status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(core_.ready());
+  LinkCore::Plan plan = core_.Poll(now_);
+  EXPECT_EQ(plan.want, LinkCore::Want::kDisconnect);
+  EXPECT_FALSE(plan.polite) << "a Close would end the session the next server may resume";
+  core_.Disconnected(now_);
+  EXPECT_EQ(core_.Poll(now_).want, LinkCore::Want::kNothing);  // backing off
+  now_ += absl::Milliseconds(60);
+  EXPECT_EQ(core_.Poll(now_).want, LinkCore::Want::kConnect);
+  wire::ClientMessage open = core_.Opened(&stream_);
+  EXPECT_EQ(open.open().resume_next_position(), 6u);  // resumes what was sent
+  EXPECT_NE(core_.stats().last_error.find("going away"), std::string::npos);
+}
+
 TEST_F(LinkCoreTest, DepthOfRequestsIsUnboundedHereTheWindowIsTheSessions) {
   // The core sends every submitted draft; SpeculationWindow (the session)
   // decides how many to submit. 32 drafts in flight all go out in order.

@@ -194,6 +194,19 @@ absl::Status ContextManager::Close(const std::string& session_id, const std::str
   return status;
 }
 
+absl::StatusOr<uint64_t> ContextManager::Attach(const std::string& session_id,
+                                                const std::string& owner) {
+  return state_->table.Attach(session_id, owner);
+}
+
+absl::StatusOr<int64_t> ContextManager::Detach(const std::string& session_id,
+                                               const std::string& owner, uint64_t attachment) {
+  std::vector<Delivery> cancelled;
+  absl::StatusOr<int64_t> rows = state_->table.Detach(session_id, owner, attachment, &cancelled);
+  Deliver(&cancelled);
+  return rows;
+}
+
 int64_t ContextManager::ExpireIdle() { return state_->table.ExpireIdle(); }
 
 bool ContextManager::Drain(absl::Time deadline) { return state_->table.Drain(deadline); }

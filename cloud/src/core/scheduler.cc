@@ -30,6 +30,7 @@ void Scheduler::Loop() {
     table_->Complete(&items, seconds, &deliveries);
     items.clear();  // releases the sessions (a closed one frees its caches here)
     Deliver(&deliveries);
+    table_->Delivered();
   }
 }
 

@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/time/time.h"
+#include "core/rate_limiter.h"
 #include "tandem/cloud/context_manager.h"
 #include "tandem/kv_cache.h"
 #include "tandem/sampling.h"
@@ -39,17 +40,28 @@ struct Chunk {
   bool is_continue() const { return static_cast<bool>(done); }
 };
 
+// Per identity (a session's owner): what its quotas count, and when the
+// scheduler last served it (round-robin across identities).
+struct OwnerState {
+  int64_t sessions = 0;
+  int64_t queued_rows = 0;   // waiting + in the running batch
+  RowRateLimiter rate;
+  uint64_t last_served = 0;  // SessionTable's iteration number
+};
+
 struct Session {
-  Session(std::string id_in, std::string owner_in, const SessionOptions& options,
-          int64_t capacity_in)
+  Session(std::string id_in, std::string owner_in, OwnerState* owner_state_in,
+          const SessionOptions& options, int64_t capacity_in)
       : id(std::move(id_in)),
         owner(std::move(owner_in)),
+        owner_state(owner_state_in),
         capacity(capacity_in),
         return_logits(options.return_logits),
         sampler(options.sampling) {}
 
   const std::string id;
   const std::string owner;
+  OwnerState* const owner_state;  // owned by the SessionTable, outlives the session
   const int64_t capacity;      // positions
   const bool return_logits;
   Sampler sampler;
@@ -72,6 +84,7 @@ struct Session {
   int64_t flight_continues = 0;     // Continue chunks in the running batch
   bool in_flight = false;           // the scheduler is running this session's work
   bool in_ready = false;            // listed in SessionTable's ready queue
+  uint64_t attachment = 0;          // the latest stream's token (ContextManager::Attach)
   bool dead = false;                // closed / evicted / expired / failed: not in the table
   int64_t bytes = 0;                // what the table accounts for it (SessionBytes)
   absl::Time last_activity;

@@ -41,6 +41,13 @@ ContextLimits NormalizeLimits(const ContextLimits& limits, const ModelConfig& co
   if (l.idle_ttl <= absl::ZeroDuration()) l.idle_ttl = absl::InfiniteDuration();
   l.max_queued_rows = std::max<int64_t>(l.max_queued_rows, 1);
   l.max_batch_rows = std::max<int64_t>(l.max_batch_rows, 1);
+  l.max_session_batch_rows =
+      std::clamp<int64_t>(l.max_session_batch_rows, 0, l.max_batch_rows);
+  l.max_sessions_per_identity = std::max<int64_t>(l.max_sessions_per_identity, 0);
+  l.max_queued_rows_per_identity = std::max<int64_t>(l.max_queued_rows_per_identity, 0);
+  l.rows_per_second_per_identity = std::max(l.rows_per_second_per_identity, 0.0);
+  l.rows_burst_per_identity = std::max<int64_t>(l.rows_burst_per_identity, 0);
+  l.trim_after_free_bytes = std::max<int64_t>(l.trim_after_free_bytes, 0);
   return l;
 }
 
@@ -71,6 +78,45 @@ void SessionTable::Reaccount(Session* s) {
   const int64_t now = SessionBytes(*s);
   memory_bytes_ += now - s->bytes;
   s->bytes = now;
+}
+
+OwnerState* SessionTable::Owner(const std::string& owner) {
+  auto [it, inserted] = owners_.try_emplace(owner);
+  if (inserted) {
+    it->second.rate.Configure(limits_.rows_per_second_per_identity,
+                              limits_.rows_burst_per_identity);
+  }
+  return &it->second;
+}
+
+void SessionTable::AddQueued(Session* s, int64_t rows) {
+  queued_rows_ += rows;
+  s->owner_state->queued_rows += rows;
+}
+
+absl::Status SessionTable::CheckQuota(const Session& s, int64_t rows, absl::Time now) {
+  OwnerState& o = *s.owner_state;
+  const int64_t max_queued = limits_.max_queued_rows_per_identity;
+  if (max_queued > 0 && o.queued_rows + rows > max_queued) {
+    ++counters_.quota_refusals;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quota: identity '", s.owner, "' has ", o.queued_rows, " rows queued; ", rows,
+        " more would exceed its quota of ", max_queued, " queued rows"));
+  }
+  if (!o.rate.Allows(rows, now)) {
+    ++counters_.quota_refusals;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quota: identity '", s.owner, "' exceeds its rate of ",
+        limits_.rows_per_second_per_identity, " rows/s (burst ", o.rate.burst(),
+        " rows); slow down and retry"));
+  }
+  return absl::OkStatus();
+}
+
+void SessionTable::NoteFreed(int64_t bytes) {
+  if (limits_.trim_after_free_bytes <= 0 || bytes <= 0) return;
+  freed_since_trim_ += bytes;
+  if (freed_since_trim_ >= limits_.trim_after_free_bytes) trim_wanted_ = true;
 }
 
 absl::StatusOr<SessionTable::SessionPtr> SessionTable::FindOwned(const std::string& id,
@@ -131,19 +177,29 @@ void SessionTable::Drop(const SessionPtr& s, const absl::Status& why,
   }
   s->queue.clear();
   pending_continues_ -= s->waiting_continues;  // running ones end in Complete
-  queued_rows_ -= s->waiting_rows + s->flight_rows;
+  AddQueued(s.get(), -(s->waiting_rows + s->flight_rows));
+  --s->owner_state->sessions;
   memory_bytes_ -= s->bytes;
   s->waiting_rows = s->waiting_continues = s->waiting_token_chunks = s->flight_rows = 0;
   s->bytes = 0;
   if (!s->in_flight) {
+    int64_t freed = 0;
+    if (s->cache) freed += s->cache->allocated_bytes();
+    if (s->prefix) freed += s->prefix->allocated_bytes();
     s->cache.reset();
     s->prefix.reset();
+    NoteFreed(freed);
+  }
+  // The last session gone: give back whatever was freed since the last trim.
+  if (sessions_.empty() && freed_since_trim_ > 0 && limits_.trim_after_free_bytes > 0) {
+    trim_wanted_ = true;
   }
 }
 
 void SessionTable::MaybeFreePrefix(Session* s) {
   if (s->prefix && !s->in_flight && s->waiting_token_chunks == 0 &&
       s->next_position != s->token_end) {
+    NoteFreed(s->prefix->allocated_bytes());
     s->prefix.reset();
   }
 }
@@ -191,6 +247,26 @@ absl::StatusOr<int64_t> SessionTable::Open(const std::string& id, const std::str
   }
   const int64_t split = model_->split(), layers = model_->num_layers();
   const int64_t bytes = CacheBytes(capacity, split, layers);
+  OwnerState* owner_state = Owner(owner);
+  const int64_t per_identity = limits_.max_sessions_per_identity;
+  if (per_identity > 0 && owner_state->sessions >= per_identity) {
+    // The identity's own least recently used idle session makes room.
+    SessionPtr victim;
+    for (const SessionPtr& s : EvictionOrder(nullptr)) {
+      if (s->owner == owner) {
+        victim = s;
+        break;
+      }
+    }
+    if (victim == nullptr) {
+      ++counters_.quota_refusals;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "quota: identity '", owner, "' holds ", owner_state->sessions,
+          " sessions, its quota; none of them is idle to evict"));
+    }
+    Drop(victim, NotHeld(victim->id), nullptr);
+    ++counters_.evicted;
+  }
   if (static_cast<int64_t>(sessions_.size()) >= limits_.max_sessions) {
     std::vector<SessionPtr> order = EvictionOrder(nullptr);
     if (order.empty()) {
@@ -203,7 +279,7 @@ absl::StatusOr<int64_t> SessionTable::Open(const std::string& id, const std::str
     ++counters_.evicted;
   }
   TANDEM_RETURN_IF_ERROR(MakeRoom(bytes, nullptr));
-  auto s = std::make_shared<Session>(id, owner, options, capacity);
+  auto s = std::make_shared<Session>(id, owner, owner_state, options, capacity);
   try {
     TANDEM_ASSIGN_OR_RETURN(s->cache, model_->model().NewCache(capacity, split, layers));
   } catch (const std::exception& e) {
@@ -211,6 +287,7 @@ absl::StatusOr<int64_t> SessionTable::Open(const std::string& id, const std::str
   }
   s->last_activity = absl::Now();
   sessions_.emplace(id, s);
+  ++owner_state->sessions;
   Reaccount(s.get());
   ++counters_.opened;
   return int64_t{0};
@@ -257,6 +334,8 @@ absl::StatusOr<ContextReceipt> SessionTable::Enqueue(const std::string& id,
     return absl::OutOfRangeError(absl::StrCat("positions up to ", chunk.first + chunk.rows - 1,
                                               " exceed the session's capacity of ", s->capacity));
   }
+  const absl::Time now = absl::Now();
+  TANDEM_RETURN_IF_ERROR(CheckQuota(*s, chunk.rows, now));
   int64_t bytes = chunk.rows * row_bytes_;
   const bool tokens = chunk.is_tokens();
   bool need_prefix = false;
@@ -295,7 +374,8 @@ absl::StatusOr<ContextReceipt> SessionTable::Enqueue(const std::string& id,
   s->queue.push_back(std::move(chunk));
   s->waiting_rows += rows;
   s->next_position += rows;
-  queued_rows_ += rows;
+  AddQueued(s.get(), rows);
+  s->owner_state->rate.Take(rows, now);
   MaybeFreePrefix(s.get());
   Reaccount(s.get());
   s->last_activity = absl::Now();
@@ -326,14 +406,14 @@ absl::StatusOr<int64_t> SessionTable::Truncate(const std::string& id, const std:
     }
     if (c.first >= position) {
       s->waiting_rows -= c.rows;
-      queued_rows_ -= c.rows;
+      AddQueued(s.get(), -c.rows);
       if (c.is_tokens()) --s->waiting_token_chunks;
       continue;
     }
     if (c.first + c.rows > position) {
       const int64_t keep = position - c.first;
       s->waiting_rows -= c.rows - keep;
-      queued_rows_ -= c.rows - keep;
+      AddQueued(s.get(), -(c.rows - keep));
       if (c.is_tokens()) {
         c.ids.resize(keep);
       } else {
@@ -365,6 +445,41 @@ absl::Status SessionTable::Close(const std::string& id, const std::string& owner
   Drop(s, absl::CancelledError(absl::StrCat("session ", id, " was closed")), cancelled);
   ++counters_.closed;
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> SessionTable::Attach(const std::string& id, const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
+  s->attachment = ++next_attachment_;
+  return s->attachment;
+}
+
+absl::StatusOr<int64_t> SessionTable::Detach(const std::string& id, const std::string& owner,
+                                             uint64_t attachment,
+                                             std::vector<Delivery>* cancelled) {
+  absl::MutexLock lock(&mu_);
+  TANDEM_ASSIGN_OR_RETURN(SessionPtr s, FindOwned(id, owner));
+  if (s->attachment != attachment) return int64_t{0};  // a newer stream serves it
+  const absl::Status why =
+      absl::CancelledError(absl::StrCat("session ", id, ": its stream ended"));
+  const int64_t rows = s->waiting_rows;
+  for (Chunk& c : s->queue) {
+    if (!c.is_continue()) continue;
+    cancelled->push_back({std::move(c.done), why});
+    ++counters_.abandoned_continues;
+  }
+  counters_.abandoned_rows += rows;
+  s->queue.clear();
+  pending_continues_ -= s->waiting_continues;
+  AddQueued(s.get(), -rows);
+  // The queue is the tail of the session's positions: it now ends where the
+  // rows run (or running) end.
+  s->next_position -= rows;
+  s->token_end = std::min(s->token_end, s->next_position);
+  s->waiting_rows = s->waiting_continues = s->waiting_token_chunks = 0;
+  MaybeFreePrefix(s.get());
+  Reaccount(s.get());
+  return rows;
 }
 
 absl::StatusOr<int64_t> SessionTable::Held(const std::string& id, const std::string& owner) const {

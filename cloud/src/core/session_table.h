@@ -20,6 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -59,6 +60,11 @@ class SessionTable {
                                    int64_t position, std::vector<Delivery>* aborted);
   absl::Status Close(const std::string& id, const std::string& owner,
                      std::vector<Delivery>* cancelled);
+  absl::StatusOr<uint64_t> Attach(const std::string& id, const std::string& owner);
+  // Drops the queued work of the session if `attachment` is still its latest
+  // (ContextManager::Detach); waiting Continues go to `cancelled`.
+  absl::StatusOr<int64_t> Detach(const std::string& id, const std::string& owner,
+                                 uint64_t attachment, std::vector<Delivery>* cancelled);
   absl::StatusOr<int64_t> Held(const std::string& id, const std::string& owner) const;
   absl::StatusOr<SessionPosition> Position(const std::string& id, const std::string& owner) const;
   absl::StatusOr<std::vector<at::Tensor>> CacheSnapshot(const std::string& id,
@@ -69,10 +75,15 @@ class SessionTable {
 
   // ---- work side (Scheduler thread) ----
   // Blocks until there is ready work (fills `items`, true) or Stop (false).
-  // Expires idle sessions periodically while waiting.
+  // Expires idle sessions periodically while waiting. Which work: see
+  // SelectWork.
   bool WaitForWork(std::vector<WorkItem>* items);
   // Records a finished batch; what to tell the callbacks goes to `deliveries`.
   void Complete(std::vector<WorkItem>* items, double seconds, std::vector<Delivery>* deliveries);
+  // The batch's callbacks have all run: Drain may now return (a drain that
+  // returned between Complete and the callbacks would let the server say
+  // GoingAway before the answers).
+  void Delivered();
   // Makes WaitForWork return false (after the batch in progress, if any).
   void RequestStop();
   // After the scheduler stopped: every waiting Continue, to fail with Cancelled.
@@ -109,6 +120,27 @@ class SessionTable {
   void MarkReadyIfNeeded(const SessionPtr& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ReadyToRun(const Session& s) const;
   bool HasWorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills `items` with this iteration's work from the ready sessions
+  // (ContextLimits::max_session_batch_rows: interactive sessions first,
+  // round-robin across identities, a bounded share each, leftover budget to
+  // sessions already taken).
+  void SelectWork(std::vector<WorkItem>* items) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves up to `max_rows` rows from the front of s's queue into `item`
+  // (splitting a chunk of context if needed; a Continue is one row) and marks
+  // the session in flight. Returns the rows moved.
+  int64_t TakeRows(const SessionPtr& s, int64_t max_rows, WorkItem* item)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // queued_rows_ and the owner's queued rows move together.
+  void AddQueued(Session* s, int64_t rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The identity's quota state (created on first use; identities are few: API
+  // keys or certificate names).
+  OwnerState* Owner(const std::string& owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queued-rows and rate quotas for `rows` more rows of `s`'s owner.
+  absl::Status CheckQuota(const Session& s, int64_t rows, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Called after KV caches were freed: returns free heap to the system when
+  // enough was freed since the last trim (ContextLimits::trim_after_free_bytes).
+  void NoteFreed(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DrainedOrStopped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::shared_ptr<const CloudModel> model_;
@@ -123,6 +155,11 @@ class SessionTable {
   int64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t pending_continues_ ABSL_GUARDED_BY(mu_) = 0;  // waiting + running
   bool batch_running_ ABSL_GUARDED_BY(mu_) = false;
+  absl::node_hash_map<std::string, OwnerState> owners_ ABSL_GUARDED_BY(mu_);
+  uint64_t iteration_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_attachment_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t freed_since_trim_ ABSL_GUARDED_BY(mu_) = 0;
+  bool trim_wanted_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_expiry_ ABSL_GUARDED_BY(mu_);
   ContextStats counters_ ABSL_GUARDED_BY(mu_);  // the counter fields only

@@ -4,10 +4,146 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/session_table.h"
+#include "core/memory_release.h"
 
 namespace tandem::cloud {
 
-bool SessionTable::HasWorkOrStop() const { return stopping_ || !ready_.empty(); }
+bool SessionTable::HasWorkOrStop() const { return stopping_ || trim_wanted_ || !ready_.empty(); }
+
+namespace {
+
+// Rows of `s`'s queue up to and including its first Continue; 0 when it has
+// none; stops counting past `limit`.
+int64_t RowsThroughFirstContinue(const Session& s, int64_t limit) {
+  int64_t rows = 0;
+  for (const Chunk& c : s.queue) {
+    rows += c.rows;
+    if (c.is_continue()) return rows;
+    if (rows > limit) return rows;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int64_t SessionTable::TakeRows(const SessionPtr& s, int64_t max_rows, WorkItem* item) {
+  if (item->session == nullptr) {
+    item->session = s;
+    item->first_position = s->run_end;
+  }
+  int64_t taken = 0;
+  while (!s->queue.empty() && taken < max_rows) {
+    Chunk& c = s->queue.front();
+    const int64_t room = max_rows - taken;
+    if (c.rows <= room) {
+      taken += c.rows;
+      if (c.is_continue()) {
+        --s->waiting_continues;
+        ++s->flight_continues;
+      }
+      if (c.is_tokens()) --s->waiting_token_chunks;
+      item->chunks.push_back(std::move(c));
+      s->queue.pop_front();
+      continue;
+    }
+    // Split a chunk of context (a Continue is one row and always fits).
+    Chunk head;
+    head.first = c.first;
+    head.rows = room;
+    if (c.is_tokens()) {
+      head.ids.assign(c.ids.begin(), c.ids.begin() + room);
+      c.ids.erase(c.ids.begin(), c.ids.begin() + room);
+    } else {
+      head.hidden = c.hidden.narrow(0, 0, room);
+      c.hidden = c.hidden.narrow(0, room, c.rows - room);
+    }
+    c.first += room;
+    c.rows -= room;
+    taken += room;
+    item->chunks.push_back(std::move(head));
+  }
+  item->rows += taken;
+  s->waiting_rows -= taken;
+  s->flight_rows += taken;
+  s->in_flight = true;
+  return taken;
+}
+
+void SessionTable::SelectWork(std::vector<WorkItem>* items) {
+  // The live ready sessions, in the order they became ready.
+  std::vector<SessionPtr> ready;
+  for (SessionPtr& s : ready_) {
+    if (ReadyToRun(*s)) {
+      ready.push_back(std::move(s));
+    } else {
+      s->in_ready = false;  // stale: dropped, or its work was truncated away
+    }
+  }
+  ready_.clear();
+  const int64_t budget = limits_.max_batch_rows;
+  const int64_t quantum = limits_.max_session_batch_rows;
+  ++iteration_;
+  std::vector<bool> taken(ready.size(), false);
+  int64_t rows = 0;
+  if (quantum <= 0) {
+    // First come, first served; a session's queue is never split and the
+    // first session always goes.
+    for (size_t i = 0; i < ready.size(); ++i) {
+      const SessionPtr& s = ready[i];
+      if (!items->empty() && rows + s->waiting_rows > budget) break;
+      WorkItem item;
+      rows += TakeRows(s, s->waiting_rows, &item);
+      items->push_back(std::move(item));
+      taken[i] = true;
+    }
+  } else {
+    // Interactive sessions (their next Continue within `quantum` rows) before
+    // backlogs; within a class, each identity's first session, then each
+    // identity's second, ...; identities served least recently first.
+    struct Candidate {
+      size_t index;
+      int cls;
+      int64_t round;
+      uint64_t owner_served;
+    };
+    std::vector<Candidate> order;
+    absl::flat_hash_map<const OwnerState*, int64_t> rounds[2];
+    for (size_t i = 0; i < ready.size(); ++i) {
+      const Session& s = *ready[i];
+      const int64_t through = RowsThroughFirstContinue(s, quantum);
+      const int cls = through > 0 && through <= quantum ? 0 : 1;
+      order.push_back({i, cls, rounds[cls][s.owner_state]++, s.owner_state->last_served});
+    }
+    std::stable_sort(order.begin(), order.end(), [](const Candidate& a, const Candidate& b) {
+      if (a.cls != b.cls) return a.cls < b.cls;
+      if (a.round != b.round) return a.round < b.round;
+      return a.owner_served < b.owner_served;
+    });
+    for (const Candidate& c : order) {
+      if (rows >= budget) break;
+      const SessionPtr& s = ready[c.index];
+      const int64_t share = std::min(s->waiting_rows, quantum);
+      if (rows + share > budget) continue;  // a smaller share may still fit
+      WorkItem item;
+      rows += TakeRows(s, share, &item);
+      items->push_back(std::move(item));
+      taken[c.index] = true;
+      s->owner_state->last_served = iteration_;
+    }
+    // Work-conserving: budget nobody else wants goes to the sessions taken.
+    for (WorkItem& item : *items) {
+      if (rows >= budget) break;
+      rows += TakeRows(item.session, budget - rows, &item);
+    }
+  }
+  for (size_t i = 0; i < ready.size(); ++i) {
+    if (taken[i]) {
+      ready[i]->in_ready = false;
+    } else {
+      ready_.push_back(std::move(ready[i]));
+    }
+  }
+}
 
 bool SessionTable::WaitForWork(std::vector<WorkItem>* items) {
   items->clear();
@@ -19,31 +155,17 @@ bool SessionTable::WaitForWork(std::vector<WorkItem>* items) {
       next_expiry_ = now + expiry_tick_;
     }
     if (stopping_) return false;
-    int64_t rows = 0;
-    while (!ready_.empty()) {
-      SessionPtr s = ready_.front();
-      if (!ReadyToRun(*s)) {  // stale: dropped, or its work was truncated away
-        ready_.pop_front();
-        s->in_ready = false;
-        continue;
-      }
-      // A session's work is never split; the first session always goes.
-      if (!items->empty() && rows + s->waiting_rows > limits_.max_batch_rows) break;
-      ready_.pop_front();
-      s->in_ready = false;
-      WorkItem item;
-      item.session = s;
-      item.first_position = s->run_end;
-      item.rows = s->waiting_rows;
-      item.chunks = std::move(s->queue);
-      s->queue.clear();
-      s->flight_rows = s->waiting_rows;
-      s->flight_continues = s->waiting_continues;
-      s->waiting_rows = s->waiting_continues = s->waiting_token_chunks = 0;
-      s->in_flight = true;
-      rows += item.rows;
-      items->push_back(std::move(item));
+    if (trim_wanted_) {
+      // Outside the lock: trimming walks every malloc arena.
+      trim_wanted_ = false;
+      freed_since_trim_ = 0;
+      mu_.Unlock();
+      ReturnFreeMemory();
+      mu_.Lock();
+      ++counters_.memory_trims;
+      continue;
     }
+    SelectWork(items);
     if (!items->empty()) {
       batch_running_ = true;
       return true;
@@ -69,13 +191,17 @@ void SessionTable::Complete(std::vector<WorkItem>* items, double seconds,
       for (Chunk& c : item.chunks) {
         if (c.is_continue()) deliveries->push_back({std::move(c.done), why});
       }
+      int64_t freed = 0;
+      if (s->cache) freed += s->cache->allocated_bytes();
+      if (s->prefix) freed += s->prefix->allocated_bytes();
       s->cache.reset();
       s->prefix.reset();
+      NoteFreed(freed);
       continue;
     }
     s->flight_rows = 0;
     s->flight_continues = 0;
-    queued_rows_ -= item.rows;
+    AddQueued(s.get(), -item.rows);
     if (!item.status.ok()) {
       // The cache may hold part of the rows: the session cannot continue. Drop
       // it; the edge resyncs (NotFound -> ResyncRequired).
@@ -118,6 +244,10 @@ void SessionTable::Complete(std::vector<WorkItem>* items, double seconds,
     s->last_activity = now;
     MarkReadyIfNeeded(s);
   }
+}
+
+void SessionTable::Delivered() {
+  absl::MutexLock lock(&mu_);
   batch_running_ = false;
 }
 
@@ -133,7 +263,7 @@ void SessionTable::RollBack(Session* s, int64_t position, std::vector<Delivery>*
   counters_.rows_rolled_back += std::max<int64_t>(s->run_end - keep, 0) + s->waiting_rows;
   s->queue.clear();
   pending_continues_ -= s->waiting_continues;
-  queued_rows_ -= s->waiting_rows;
+  AddQueued(s, -s->waiting_rows);
   s->waiting_rows = s->waiting_continues = s->waiting_token_chunks = 0;
   s->next_position = keep;
   s->run_end = std::min(s->run_end, keep);

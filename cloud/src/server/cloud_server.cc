@@ -1,5 +1,6 @@
 #include "tandem/cloud/server.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "core/memory_release.h"
 #include "server/cloud_only.h"
 #include "server/service_context.h"
 #include "server/session_reactor.h"
@@ -104,6 +106,17 @@ class ContinuationService final
   }
 
   void set_metrics_text(std::function<std::string()> f) { metrics_text_ = std::move(f); }
+
+  // Queues `message` on every session stream, after its queued replies;
+  // returns how many took it.
+  int64_t TellAll(const wire::ServerMessage& message) {
+    int64_t told = 0;
+    streams_.ForEach([&](SessionReactor& stream) { told += stream.Notify(message) ? 1 : 0; });
+    return told;
+  }
+  // Waits until every session stream has ended, or `deadline`.
+  bool WaitStreamsEnded(absl::Time deadline) { return streams_.WaitEmpty(deadline); }
+  int64_t live_streams() const { return streams_.size(); }
 
   // Cancels every active call (end of a graceful shutdown).
   void CancelAll() {
@@ -382,6 +395,7 @@ absl::StatusOr<std::unique_ptr<CloudServer>> CloudServer::Start(
                                          {"bytes_out", s.bytes_out},
                                          {"queued_rows", s.context.queued_rows},
                                          {"memory_bytes", s.context.memory_bytes},
+                                         {"resident_bytes", s.resident_bytes},
                                          {"evicted", s.context.evicted},
                                          {"expired", s.context.expired}});
       }
@@ -408,8 +422,22 @@ void CloudServer::Shutdown(absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   impl.service->draining.store(true);
   impl.service->log.Info("server_draining", {{"grace_seconds", absl::ToDoubleSeconds(grace)}});
-  // Answer what was asked; then end every stream and stop.
-  const bool drained = impl.service->contexts->Drain(deadline);
+  // Answer what was accepted (new Continues are refused while draining), tell
+  // every edge to go elsewhere, give the streams the rest of the grace period
+  // to end by themselves, then end the rest and stop.
+  const bool answered = impl.service->contexts->Drain(deadline);
+  wire::ServerMessage going_away;
+  going_away.mutable_going_away()->set_reason("the server is shutting down");
+  going_away.mutable_going_away()->set_grace_ms(static_cast<uint32_t>(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()))));
+  const int64_t told = impl.grpc_service->TellAll(going_away);
+  impl.service->counters.going_away_sent += told;
+  const bool streams_ended = impl.grpc_service->WaitStreamsEnded(deadline);
+  // Cloud-only generations are not told (they end by themselves); a drain
+  // that must cut one is not clean either.
+  const bool drained =
+      answered && streams_ended && impl.service->counters.cloud_only_active.load() == 0;
+  const int64_t cut = impl.grpc_service->live_streams();
   impl.grpc_service->CancelAll();
   if (impl.server != nullptr) {
     impl.server->Shutdown(std::chrono::system_clock::now());
@@ -417,7 +445,10 @@ void CloudServer::Shutdown(absl::Duration grace) {
   }
   impl.stop_stats.Notify();
   if (impl.stats_thread.joinable()) impl.stats_thread.join();
-  impl.service->log.Info("server_stopped", {{"drained", drained}});
+  impl.service->log.Info("server_stopped", {{"drained", drained},
+                                            {"continues_answered", answered},
+                                            {"streams_told", told},
+                                            {"streams_cut", cut}});
   impl.stopped.Notify();
 }
 
@@ -448,6 +479,9 @@ ServerStats CloudServer::stats() const {
   s.cloud_only_requests = c.cloud_only_requests.load();
   s.cloud_only_tokens = c.cloud_only_tokens.load();
   s.cloud_only_active = c.cloud_only_active.load();
+  s.going_away_sent = c.going_away_sent.load();
+  s.drain_refusals = c.drain_refusals.load();
+  s.resident_bytes = ResidentBytes();
   s.context = impl_->service->contexts->stats();
   return s;
 }

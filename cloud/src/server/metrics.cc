@@ -65,6 +65,19 @@ class ServerMetrics::StatsCollectable : public prometheus::Collectable {
     add("resyncs_total", T::Counter, "ResyncRequired sent", s.resyncs_sent);
     add("errors_total", T::Counter, "Error messages sent", s.errors_sent);
     add("auth_failures_total", T::Counter, "calls refused for a bad API key", s.auth_failures);
+    add("resident_bytes", T::Gauge, "the server process's resident memory (VmRSS)",
+        s.resident_bytes);
+    add("rows_abandoned_total", T::Counter,
+        "queued rows dropped because their stream ended", s.context.abandoned_rows);
+    add("continues_abandoned_total", T::Counter,
+        "Continues cancelled because their stream ended", s.context.abandoned_continues);
+    add("quota_refusals_total", T::Counter, "requests refused by a per-identity quota",
+        s.context.quota_refusals);
+    add("memory_trims_total", T::Counter, "freed heap returned to the system (malloc_trim)",
+        s.context.memory_trims);
+    add("going_away_total", T::Counter, "GoingAway messages sent (drain)", s.going_away_sent);
+    add("drain_refusals_total", T::Counter, "Continues refused while draining",
+        s.drain_refusals);
     add("cloud_only_active", T::Gauge, "cloud-only generations running", s.cloud_only_active);
     add("cloud_only_requests_total", T::Counter, "cloud-only generations admitted",
         s.cloud_only_requests);

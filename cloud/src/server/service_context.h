@@ -35,6 +35,9 @@ struct ServerCounters {
   std::atomic<int64_t> cloud_only_tokens{0};
   std::atomic<int64_t> cloud_only_active{0};          // gauge
   std::atomic<int64_t> cloud_only_reserved_bytes{0};  // gauge: their KV caches
+  // Streams ended with a drain: GoingAway sent, Continues refused while draining.
+  std::atomic<int64_t> going_away_sent{0};
+  std::atomic<int64_t> drain_refusals{0};
 };
 
 struct ServiceContext {

@@ -166,6 +166,10 @@ void SessionReactor::CheckIdle(absl::Time now) {
   if (!reason.ok()) EndIdle(reason);
 }
 
+bool SessionReactor::Notify(wire::ServerMessage message) {
+  return outbox_->Send(std::move(message));
+}
+
 void SessionReactor::Cancel() {
   absl::MutexLock lock(&mu_);
   if (done_ || cancelled_) return;

@@ -55,6 +55,9 @@ class SessionReactor final : public SessionReactorBase {
   void CheckIdle(absl::Time now);
   // Cancels the call (shutdown, revoked key): the client sees CANCELLED.
   void Cancel();
+  // Queues `message` after the replies already queued (GoingAway at a drain);
+  // false when the stream is already ending.
+  bool Notify(wire::ServerMessage message);
   const std::string& key() const { return key_; }
   const std::string& identity() const { return stream_.identity(); }
 

@@ -43,6 +43,23 @@ SessionStream::SessionStream(ServiceContext* service, std::shared_ptr<ReplySink>
                              std::string identity)
     : service_(service), sink_(std::move(sink)), identity_(std::move(identity)) {}
 
+absl::Status SessionStream::Attach() {
+  absl::StatusOr<uint64_t> attachment = service_->contexts->Attach(session_id_, identity_);
+  if (!attachment.ok()) return attachment.status();
+  attachment_ = *attachment;
+  return absl::OkStatus();
+}
+
+void SessionStream::Detach() {
+  if (attachment_ == 0) return;
+  absl::StatusOr<int64_t> dropped =
+      service_->contexts->Detach(session_id_, identity_, attachment_);
+  attachment_ = 0;
+  if (dropped.ok() && *dropped > 0) {
+    service_->log.Info("stream_work_dropped", {{"session", session_id_}, {"rows", *dropped}});
+  }
+}
+
 void SessionStream::SendError(const absl::Status& status, uint64_t request_id, bool fatal) {
   wire::ServerMessage message;
   wire::ToProto(status, request_id, fatal, message.mutable_error());
@@ -89,6 +106,7 @@ absl::Status SessionStream::Resync(uint64_t request_id, const std::string& reaso
   absl::StatusOr<int64_t> held =
       service_->contexts->Open(session_id_, identity_, session_options_);
   if (!held.ok()) return held.status();
+  if (absl::Status attached = Attach(); !attached.ok()) return attached;
   absl::StatusOr<SessionPosition> at = Position();
   if (!at.ok()) return at.status();
   ++epoch_;
@@ -136,6 +154,7 @@ absl::Status SessionStream::HandleOpen(const wire::Open& open) {
   absl::StatusOr<int64_t> held = service_->contexts->Open(session_id_, identity_, session_options_);
   if (!held.ok()) return held.status();
   opened_ = true;
+  if (absl::Status attached = Attach(); !attached.ok()) return attached;
   const int64_t resume = open.resume_next_position();
   service_->log.Info("session_open", {{"session", session_id_},
                                       {"identity", identity_},
@@ -216,6 +235,13 @@ absl::Status SessionStream::HandleContinue(const wire::Continue& request) {
     absl::StatusOr<SessionPosition> at = Position();
     if (!at.ok()) return Resync(request.request_id(), "the session is no longer held");
     SendResync(*at, request.request_id(), "request from an earlier epoch");
+    return absl::OkStatus();
+  }
+  if (service_->draining.load()) {
+    // The drain answers what was accepted before it began, then says GoingAway.
+    ++service_->counters.drain_refusals;
+    SendError(absl::UnavailableError("the server is draining: ask another replica"),
+              request.request_id(), /*fatal=*/false);
     return absl::OkStatus();
   }
   absl::StatusOr<at::Tensor> row =
@@ -307,6 +333,7 @@ grpc::Status SessionStream::End(const absl::Status& failure) {
 
 void SessionStream::CloseIfEmpty() {
   if (!opened_ || closed_) return;
+  Detach();  // nobody will read answers to what this stream queued
   absl::StatusOr<SessionPosition> at = Position();
   if (at.ok() && at->held == 0 && service_->contexts->Close(session_id_, identity_).ok()) {
     service_->log.Info("session_close", {{"session", session_id_}, {"reason", "empty, stream ended"}});

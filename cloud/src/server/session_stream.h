@@ -44,9 +44,10 @@ class SessionStream {
   // Sends the fatal Error for `failure` (nothing when OK) and returns the
   // status the stream ends with.
   grpc::Status End(const absl::Status& failure);
-  // After the stream ended without Close: drops its session if it holds no
-  // position (nothing an edge could resume; an Open-only client must not pin
-  // its KV cache until the TTL).
+  // After the stream ended without Close: drops the work it queued that has
+  // not run (Detach: nobody will read the answers), then its session if that
+  // holds no position (nothing an edge could resume; an Open-only client must
+  // not pin its KV cache until the TTL).
   void CloseIfEmpty();
 
   bool opened() const { return opened_; }
@@ -67,6 +68,12 @@ class SessionStream {
   void SendAck(const SessionPosition& at);
   // Where the session stands (held positions and speculation branch).
   absl::StatusOr<SessionPosition> Position() const;
+  // This stream now serves the session (after every Open of it): a later
+  // stream of the same session takes over, and the end of this one drops
+  // only work this stream queued (ContextManager::Attach / Detach).
+  absl::Status Attach();
+  // The stream ended: the session's queued work will never be read.
+  void Detach();
 
   ServiceContext* service_;
   std::shared_ptr<ReplySink> sink_;
@@ -78,6 +85,7 @@ class SessionStream {
   CodecSpec codec_;
   SessionOptions session_options_;
   uint32_t epoch_ = 0;
+  uint64_t attachment_ = 0;  // 0: not attached
 };
 
 }  // namespace tandem::cloud

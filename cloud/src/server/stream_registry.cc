@@ -81,6 +81,13 @@ void StreamRegistry::ForEach(const std::function<void(SessionReactor&)>& f) {
   for (const std::shared_ptr<SessionReactor>& r : live) f(*r);
 }
 
+bool StreamRegistry::WaitEmpty(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return streams_.empty(); };
+  mu_.AwaitWithDeadline(absl::Condition(&empty), deadline);
+  return streams_.empty();
+}
+
 int64_t StreamRegistry::size() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int64_t>(streams_.size());

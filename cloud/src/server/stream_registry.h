@@ -49,6 +49,9 @@ class StreamRegistry {
   // Calls `f` for every stream still registered, outside the lock.
   void ForEach(const std::function<void(SessionReactor&)>& f);
   int64_t size() const;
+  // Waits until no stream is registered or `deadline` passes (a drain waiting
+  // for edges to leave); true when none is.
+  bool WaitEmpty(absl::Time deadline);
   // How often the reaper looks (a quarter of the shortest timeout, 10 ms..1 s).
   absl::Duration scan_interval() const { return scan_interval_; }
 

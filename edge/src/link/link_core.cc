@@ -310,6 +310,13 @@ void LinkCore::Received(uint64_t stream_id, const wire::ServerMessage& message, 
     case wire::ServerMessage::kError:
       OnError(message.error(), now);
       break;
+    case wire::ServerMessage::kGoingAway:
+      // The server drains: drop this stream now, like a lost one (requests
+      // still waiting fail, the edge decides them), and reconnect with backoff
+      // to resume the session wherever the address leads next.
+      Broken(now);
+      stats_.last_error = absl::StrCat("cloud: going away: ", message.going_away().reason());
+      break;
     default:
       break;
   }

@@ -21,6 +21,9 @@
 // (ResyncPolicy); requests at positions the server already holds fail (the
 // draft stands), later ones are sent again.
 //
+// GoingAway (the server drains) is handled like a lost stream: requests in
+// flight fail, the stream is dropped, and the link reconnects with backoff.
+//
 // Every submitted request ends in exactly one CloudVerdict (answer, error,
 // deadline, link loss), unless truncated away or the sequence ends.
 //

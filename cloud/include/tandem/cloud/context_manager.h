@@ -11,8 +11,11 @@
 //
 // Limits: a memory budget in bytes over all sessions (KV allocated + queued rows
 // + [0, S) caches while they exist), enforced by evicting idle sessions (no
-// Continue pending or running) least-recently-used first; an idle TTL; a
-// cap on positions per session; a cap on the number of sessions. A session that
+// Continue pending or running) least-recently-used first, and held for
+// resident memory by returning freed caches to the system
+// (trim_after_free_bytes); an idle TTL; a cap on positions per session; a cap
+// on the number of sessions; per-identity quotas (sessions, queued rows,
+// rows/s). A session that
 // is gone (evicted, expired, never opened here — e.g. another replica or a
 // restart) is NotFound: the server answers ResyncRequired and the edge replays.
 //
@@ -22,7 +25,10 @@
 //
 // Batching: the Scheduler's thread takes, per iteration, the ready work of many
 // sessions (Continues, and queues that reached max_queued_rows — background
-// prefill), up to max_batch_rows rows, and runs it as ONE packed forward over
+// prefill), up to max_batch_rows rows — fairly: sessions whose next Continue
+// is near go first, identities take turns, and a session contributes at most
+// max_session_batch_rows rows while others wait (its queue is split across
+// iterations) — and runs it as ONE packed forward over
 // [S, L) (Model::ForwardLayersPacked: dense work over all rows, attention per
 // session against its own cache), then one LM-head call for every row that
 // needs a token, then samples per session. Token ids (AddTokens) are run through
@@ -100,8 +106,38 @@ struct ContextLimits {
   // background (no Continue needed), bounding queue memory.
   int64_t max_queued_rows = 128;
   // Rows the scheduler runs through the model in one iteration (over all
-  // sessions). A single session's batch may exceed it (it is never split).
+  // sessions); a session's queue is split across iterations to respect it
+  // (with max_session_batch_rows = 0: never split, and the first session of an
+  // iteration may exceed it).
   int64_t max_batch_rows = 256;
+  // Fair scheduling (docs/decisions.md, "Hardening: fair scheduling"): rows
+  // one session contributes to an iteration before every other ready session
+  // has had its share (clamped to max_batch_rows). Sessions whose next
+  // Continue is within this many rows go first, round-robin across
+  // identities, then the other ready sessions (long backlogs), round-robin
+  // across identities; budget left over goes to sessions already in the batch.
+  // So a session's backlog of hundreds of rows delays another session's
+  // Continue by at most one iteration. Trade-off: smaller = lower latency for
+  // short requests under load, more iterations for one long prefill. 0 = the
+  // old policy (first come, first served; a session's queue never split) —
+  // kept for measurement.
+  int64_t max_session_batch_rows = 64;
+  // Per-identity quotas (the owner of a session). 0 = no quota. Refusals are
+  // ResourceExhausted naming the quota.
+  // Sessions one identity may hold; at the quota, opening another evicts the
+  // identity's own least recently used idle session, or is refused.
+  int64_t max_sessions_per_identity = 0;
+  // Rows (context, token ids and Continue rows) queued and not yet run, over
+  // the identity's sessions.
+  int64_t max_queued_rows_per_identity = 0;
+  // Rows per second the identity may upload (a token bucket holding up to
+  // rows_burst_per_identity rows; 0 burst = one second's worth).
+  double rows_per_second_per_identity = 0;
+  int64_t rows_burst_per_identity = 0;
+  // After the table frees at least this many bytes of KV cache at once
+  // (eviction, expiry, close), return free heap memory to the system
+  // (malloc_trim), so resident memory follows the budget. 0 = never.
+  int64_t trim_after_free_bytes = int64_t{8} << 20;
 };
 
 // What became of a Continue's draft.
@@ -184,6 +220,10 @@ struct ContextStats {
   int64_t superseded = 0;         // Continues cancelled by a rejection before them
   int64_t rows_rolled_back = 0;   // rows run or queued, discarded by a rejection
   int64_t batches = 0;            // scheduler iterations that ran the model
+  int64_t abandoned_rows = 0;     // queued rows dropped because their stream ended (Detach)
+  int64_t abandoned_continues = 0;  // Continues cancelled because their stream ended
+  int64_t quota_refusals = 0;     // requests refused by a per-identity quota
+  int64_t memory_trims = 0;       // malloc_trim calls after large frees
   double compute_seconds = 0.0;   // scheduler time inside the model
 };
 
@@ -253,6 +293,19 @@ class ContextManager {
   // Cancelled on the scheduler thread.
   absl::Status Continue(const std::string& session_id, const std::string& owner,
                         ContinueRequest request, ContinueCallback done);
+
+  // The server's stream for a session: Attach (after Open) returns a token
+  // naming this attachment; Detach(token) when that stream ends drops the
+  // session's queued work — context rows not run yet and waiting Continues
+  // (their callbacks get Cancelled) — so nobody's compute goes to answers no
+  // one will read. The session itself stays (positions run so far, and any
+  // batch already running) for a resume until the TTL. A Detach whose token
+  // is not the session's latest attachment (a newer stream took the session
+  // over) does nothing. Returns the rows dropped; NotFound / PermissionDenied
+  // as Held.
+  absl::StatusOr<uint64_t> Attach(const std::string& session_id, const std::string& owner);
+  absl::StatusOr<int64_t> Detach(const std::string& session_id, const std::string& owner,
+                                 uint64_t attachment);
 
   // Drops the session (its pending Continues fail with Cancelled).
   absl::Status Close(const std::string& session_id, const std::string& owner);

@@ -122,6 +122,9 @@ struct ServerStats {
   int64_t cloud_only_requests = 0;  // Generate calls admitted (cloud-only mode)
   int64_t cloud_only_tokens = 0;    // tokens they streamed
   int64_t cloud_only_active = 0;    // gauge
+  int64_t going_away_sent = 0;      // GoingAway messages (drain)
+  int64_t drain_refusals = 0;       // Continues refused because the server was draining
+  int64_t resident_bytes = 0;       // gauge: the process's VmRSS (-1 if unreadable)
   ContextStats context;
 };
 
@@ -148,8 +151,14 @@ class CloudServer {
   // previous keys stay and the error is returned.
   absl::Status ReloadApiKeys();
 
-  // Graceful shutdown: refuses new sessions, answers the Continue requests
-  // already received (up to `grace`), then closes every stream. Idempotent.
+  // Graceful shutdown (drain), within `grace`: refuses new streams and Opens
+  // (UNAVAILABLE); refuses Continues that arrive from now on (a non-fatal
+  // UNAVAILABLE Error each); answers every Continue accepted before; then
+  // sends GoingAway on every session stream (after the replies queued on it)
+  // and waits for the edges to close their streams; at the deadline it
+  // cancels what is left and stops. Logs server_stopped with drained:true
+  // when every accepted Continue was answered and every stream (and
+  // cloud-only generation) ended by itself in time. Idempotent.
   void Shutdown(absl::Duration grace);
   // Blocks until Shutdown has finished.
   void Wait();
