@@ -11,6 +11,26 @@
 
 namespace tandem::wire {
 
+absl::StatusCode StatusCodeFromWire(int64_t code) {
+  constexpr int64_t kLastCode = static_cast<int64_t>(absl::StatusCode::kUnauthenticated);  // 16
+  if (code < 0 || code > kLastCode) return absl::StatusCode::kUnknown;
+  return static_cast<absl::StatusCode>(code);
+}
+
+void ToProto(const absl::Status& status, uint64_t request_id, bool fatal, Error* out) {
+  out->set_code(static_cast<int32_t>(StatusCodeFromWire(static_cast<int64_t>(status.code()))));
+  out->set_message(std::string(status.message()));
+  out->set_request_id(request_id);
+  out->set_fatal(fatal);
+}
+
+absl::Status FromProto(const Error& error, absl::string_view context) {
+  absl::StatusCode code = StatusCodeFromWire(error.code());
+  // An Error always means failure, even if a peer sent code 0.
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;
+  return absl::Status(code, absl::StrCat(context, error.message()));
+}
+
 void ToProto(const CodecSpec& spec, Codec* out) {
   out->set_format(static_cast<HiddenFormat>(static_cast<int>(spec.format)));
   out->set_group_size(spec.format == tandem::HiddenFormat::kInt4 ? spec.group_size : 0);

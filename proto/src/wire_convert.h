@@ -8,7 +8,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "tandem/codec.h"
 #include "tandem/sampling.h"
 #include "tandem/speculative.h"
@@ -18,6 +20,17 @@ namespace tandem::wire {
 
 // The protocol version this build speaks.
 inline constexpr ProtocolVersion kProtocolVersion = PROTOCOL_VERSION_1;
+
+// Status code from an integer on the wire: absl::StatusCode follows
+// google.rpc.Code (0..16); a code outside it, possible only from a buggy or
+// hostile peer, becomes kUnknown rather than an out-of-range enum value.
+absl::StatusCode StatusCodeFromWire(int64_t code);
+
+// Fills an Error message. `request_id` 0 = not about one request.
+void ToProto(const absl::Status& status, uint64_t request_id, bool fatal, Error* out);
+// The Error message as a status (never OK: an Error with code 0 is kUnknown);
+// `context` prefixes the message when not empty.
+absl::Status FromProto(const Error& error, absl::string_view context = "");
 
 void ToProto(const CodecSpec& spec, Codec* out);
 // InvalidArgument for an unknown format or invalid options.

@@ -315,6 +315,30 @@ TEST_F(LinkCoreTest, LinkLossFailsEveryRequestInFlightAndReconnectsWithBackoff) 
   EXPECT_EQ(open.open().resume_next_position(), 7u);  // what was sent before
 }
 
+TEST_F(LinkCoreTest, AnErrorAboutARequestFailsItWithTheCloudsCodeAndReason) {
+  BeginAndConnect(4);
+  for (int i = 0; i < 2; ++i) Step(true);
+  Flush();
+  auto error = [&](int64_t position, int32_t code) {
+    wire::ServerMessage m;
+    m.mutable_error()->set_code(code);
+    m.mutable_error()->set_message("no such draft");
+    m.mutable_error()->set_request_id(request_ids_.at(position));
+    core_.Received(stream_, m, now_);
+  };
+  error(4, static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
+  // Code 0 from a confused peer still fails the request (an OK verdict would
+  // pass token 0 off as the cloud's answer).
+  error(5, 0);
+  auto verdicts = core_.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 2u);
+  EXPECT_EQ(verdicts[0].position, 4);
+  EXPECT_EQ(verdicts[0].status, absl::InvalidArgumentError("cloud: no such draft"));
+  EXPECT_EQ(verdicts[1].position, 5);
+  EXPECT_EQ(verdicts[1].status, absl::UnknownError("cloud: no such draft"));
+  EXPECT_TRUE(core_.ready()) << "a non-fatal error leaves the stream up";
+}
+
 // The Continue seam is honest: what goes on the wire for a request is the row,
 // the draft and the sampling parameters passed to Submit — not the history's
 // row at that position nor the sequence's sampling — including when the

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "status_convert.h"
+#include "wire_convert.h"
 
 namespace tandem::cloud {
 namespace {

@@ -10,14 +10,6 @@
 #include "wire_convert.h"
 
 namespace tandem::edge::link {
-namespace {
-
-absl::Status FromWire(const wire::Error& error) {
-  return absl::Status(static_cast<absl::StatusCode>(error.code()),
-                      absl::StrCat("cloud: ", error.message()));
-}
-
-}  // namespace
 
 LinkCore::LinkCore(const CloudOptions& options, const CodecSpec& codec, ModelIdentity model)
     : options_(options),
@@ -375,7 +367,7 @@ void LinkCore::OnResync(const wire::ResyncRequired& resync) {
 }
 
 void LinkCore::OnError(const wire::Error& error, absl::Time now) {
-  const absl::Status status = FromWire(error);
+  const absl::Status status = wire::FromProto(error, "cloud: ");
   if (error.request_id() != 0) {
     for (auto& [position, r] : requests_) {
       if (r.id == error.request_id()) {
