@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "encode_prompt.h"
 #include "tandem/edge/edge_engine.h"
 #include "tandem/status_macros.h"
 #include "tandem/wire/tandem.grpc.pb.h"
@@ -90,14 +91,9 @@ void CloudOnlySession::Cancel() {
 absl::StatusOr<GenerationSummary> CloudOnlySession::Generate(
     const std::string& prompt, const GenerateOptions& options,
     const std::function<bool(const TokenInfo&)>& on_token) {
-  absl::StatusOr<std::vector<int32_t>> ids;
-  try {
-    ids = tokenizer_->Encode(prompt, options.add_special_tokens);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("Generate: ", e.what()));
-  }
-  if (!ids.ok()) return ids.status();
-  return Run(*ids, options, /*with_text=*/true, on_token);
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<int32_t> ids,
+                          EncodePrompt(*tokenizer_, prompt, options));
+  return Run(ids, options, /*with_text=*/true, on_token);
 }
 
 absl::StatusOr<GenerationSummary> CloudOnlySession::GenerateIds(

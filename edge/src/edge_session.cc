@@ -13,6 +13,7 @@
 #include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
+#include "encode_prompt.h"
 #include "tandem/fingerprint.h"
 #include "tandem/generation_config.h"
 #include "speculation_window.h"
@@ -143,14 +144,9 @@ absl::StatusOr<GenerationSummary> EdgeSession::Generate(
     const std::string& prompt, const GenerateOptions& options,
     const std::function<bool(const TokenInfo&)>& on_token,
     const std::function<void(const Rollback&)>& on_rollback) {
-  absl::StatusOr<std::vector<int32_t>> ids;
-  try {
-    ids = tokenizer_->Encode(prompt, options.add_special_tokens);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("Generate: ", e.what()));
-  }
-  if (!ids.ok()) return ids.status();
-  return Run(*ids, options, /*with_text=*/true, on_token, on_rollback);
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<int32_t> ids,
+                          EncodePrompt(*tokenizer_, prompt, options));
+  return Run(ids, options, /*with_text=*/true, on_token, on_rollback);
 }
 
 absl::StatusOr<GenerationSummary> EdgeSession::GenerateIds(
