@@ -50,6 +50,14 @@ absl::StatusOr<LinkProfile> ProfileFor(const std::string& profile) {
   return LinkProfile::Named(profile == "drop" ? "4g" : profile);
 }
 
+// False, with the failure written into `r`, unless `status` is OK.
+bool Succeeded(const absl::Status& status, GenerationRecord* r) {
+  if (status.ok()) return true;
+  r->ok = false;
+  r->error = std::string(status.message());
+  return false;
+}
+
 }  // namespace
 
 const std::vector<std::string>& AllModes() {
@@ -295,11 +303,7 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
 
   if (ModeUsesNetwork(mode)) {
     absl::StatusOr<LinkProfile> link_profile = ProfileFor(profile);
-    if (!link_profile.ok()) {
-      r.ok = false;
-      r.error = std::string(link_profile.status().message());
-      return r;
-    }
+    if (!Succeeded(link_profile.status(), &r)) return r;
     impl.link->SetProfile(*link_profile);
   }
   // Emulated slower edge compute (compute_ratio > 1): extra sleep per token.
@@ -331,6 +335,10 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
     first = false;
     last = now;
   };
+  auto on_edge_token = [&](const edge::TokenInfo& t) {
+    on_token(t.id);
+    return true;
+  };
 
   edge::GenerateOptions go;
   go.max_new_tokens = tokens;
@@ -351,23 +359,14 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
         return true;
       });
       r.total_s = Since(start);
-      if (!s.ok()) {
-        r.ok = false;
-        r.error = std::string(s.status().message());
-      } else {
+      if (Succeeded(s.status(), &r)) {
         r.ids = s->ids;
         r.edge_tokens = static_cast<int64_t>(s->ids.size());
       }
     } else if (mode == "cloud-only") {
-      auto s = impl.cloud_only->GenerateIds(prompt, go, [&](const edge::TokenInfo& t) {
-        on_token(t.id);
-        return true;
-      });
+      auto s = impl.cloud_only->GenerateIds(prompt, go, on_edge_token);
       r.total_s = Since(start);
-      if (!s.ok()) {
-        r.ok = false;
-        r.error = std::string(s.status().message());
-      } else {
+      if (Succeeded(s.status(), &r)) {
         r.ids = s->ids;
         r.cloud_tokens = s->generated_tokens;
         r.message_bytes_up = s->cloud.bytes_up;
@@ -380,20 +379,10 @@ GenerationRecord SuiteRunner::Generate(const std::string& mode, const std::strin
       }
     } else {
       absl::StatusOr<edge::EdgeSession*> session = impl.Session(mode, codec);
-      if (!session.ok()) {
-        r.ok = false;
-        r.error = std::string(session.status().message());
-        return r;
-      }
-      auto s = (*session)->GenerateIds(prompt, go, [&](const edge::TokenInfo& t) {
-        on_token(t.id);
-        return true;
-      });
+      if (!Succeeded(session.status(), &r)) return r;
+      auto s = (*session)->GenerateIds(prompt, go, on_edge_token);
       r.total_s = Since(start);
-      if (!s.ok()) {
-        r.ok = false;
-        r.error = std::string(s.status().message());
-      } else {
+      if (Succeeded(s.status(), &r)) {
         r.ids = s->ids;
         for (const auto& [layer, n] : s->counts.exited) r.edge_tokens += n;
         for (const auto& [layer, n] : s->counts.fallback) r.fallback_tokens += n;
