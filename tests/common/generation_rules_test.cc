@@ -28,26 +28,15 @@ void WriteFile(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-// A random untied model in `dir` with the tiny byte-level tokenizer; `head_rows`
+// A random untied model in `dir` with the tiny byte-level tokenizer; `extra_rows`
 // extra LM-head rows beyond the tokenizer; `edit_head` may change the head.
 void WriteCheckpoint(const fs::path& dir, int64_t extra_rows = 0,
                      const std::function<void(at::Tensor&)>& edit_head = nullptr,
                      std::vector<int64_t> eos = {}) {
-  auto tokenizer = Tokenizer::Load(kTokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   ModelConfig config = testing::TinyBiasConfig();
-  config.vocab_size = (*tokenizer)->vocab_size() + extra_rows;
   config.eos_token_ids = std::move(eos);
-  auto model = Model::CreateRandom(config, {}, 11);
-  ASSERT_TRUE(model.ok()) << model.status();
-  if (edit_head) {
-    at::NoGradGuard no_grad;
-    for (auto& [name, t] : (*model)->NamedParameters()) {
-      if (name == "lm_head.weight") edit_head(t);
-    }
-  }
-  ASSERT_TRUE((*model)->Save(dir.string()).ok());
-  fs::copy_file(kTokenizer, dir / "tokenizer.json");
+  testing::WriteCheckpointWithTokenizer(config, kTokenizer, dir, extra_rows, /*seed=*/11,
+                                        edit_head);
 }
 
 struct Loaded {

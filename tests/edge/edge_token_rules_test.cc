@@ -25,21 +25,10 @@ constexpr char kTokenizer[] = TANDEM_TEST_DATA_DIR "/tokenizer/tiny_bytelevel/to
 // from the final norm + LM head, so `edit_head` reaches the edge's exits too.
 void WriteCheckpoint(const fs::path& dir, int64_t extra_rows,
                      const std::function<void(at::Tensor&)>& edit_head) {
-  auto tokenizer = Tokenizer::Load(kTokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   ModelConfig config = tandem::testing::TinyBiasConfig();
-  config.vocab_size = (*tokenizer)->vocab_size() + extra_rows;
   config.eos_token_ids = {};
-  auto model = Model::CreateRandom(config, {}, 5);
-  ASSERT_TRUE(model.ok()) << model.status();
-  if (edit_head) {
-    at::NoGradGuard no_grad;
-    for (auto& [name, t] : (*model)->NamedParameters()) {
-      if (name == "lm_head.weight") edit_head(t);
-    }
-  }
-  ASSERT_TRUE((*model)->Save(dir.string()).ok());
-  fs::copy_file(kTokenizer, dir / "tokenizer.json");
+  tandem::testing::WriteCheckpointWithTokenizer(config, kTokenizer, dir, extra_rows, /*seed=*/5,
+                                                edit_head);
 }
 
 absl::StatusOr<std::unique_ptr<EdgeSession>> Session(const fs::path& dir) {

@@ -3,8 +3,11 @@
 #include <atomic>
 #include <cstdlib>
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include "tandem/tokenizer.h"
 
 namespace tandem::testing {
 
@@ -60,6 +63,25 @@ std::unique_ptr<Model> WriteRandomModel(const ModelConfig& config, const std::fi
   absl::Status s = (*model)->Save(dir.string());
   EXPECT_TRUE(s.ok()) << s;
   return std::move(*model);
+}
+
+void WriteCheckpointWithTokenizer(ModelConfig config, const std::filesystem::path& tokenizer_json,
+                                  const std::filesystem::path& dir, int64_t extra_rows,
+                                  uint64_t seed,
+                                  const std::function<void(at::Tensor&)>& edit_head) {
+  auto tokenizer = Tokenizer::Load(tokenizer_json.string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  config.vocab_size = (*tokenizer)->vocab_size() + extra_rows;
+  auto model = Model::CreateRandom(config, {}, seed);
+  ASSERT_TRUE(model.ok()) << model.status();
+  if (edit_head) {
+    at::NoGradGuard no_grad;
+    for (auto& [name, t] : (*model)->NamedParameters()) {
+      if (name == "lm_head.weight") edit_head(t);
+    }
+  }
+  ASSERT_TRUE((*model)->Save(dir.string()).ok());
+  std::filesystem::copy_file(tokenizer_json, dir / "tokenizer.json");
 }
 
 }  // namespace tandem::testing

@@ -3,9 +3,13 @@
 #ifndef TANDEM_TESTS_COMMON_TESTING_TINY_MODEL_H_
 #define TANDEM_TESTS_COMMON_TESTING_TINY_MODEL_H_
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include <ATen/core/Tensor.h>
 
 #include "tandem/model.h"
 #include "tandem/model_config.h"
@@ -31,6 +35,15 @@ class TempDir {
 // Random model of `config` written to `dir` (config.json + model.safetensors).
 std::unique_ptr<Model> WriteRandomModel(const ModelConfig& config, const std::filesystem::path& dir,
                                         uint64_t seed = 1);
+
+// A random model of `config` with the tokenizer `tokenizer_json` beside it in
+// `dir`: config.vocab_size becomes the tokenizer's plus `extra_rows` LM-head
+// rows it cannot decode; `edit_head`, when set, may change lm_head.weight (an
+// untied config) before the save.
+void WriteCheckpointWithTokenizer(ModelConfig config, const std::filesystem::path& tokenizer_json,
+                                  const std::filesystem::path& dir, int64_t extra_rows,
+                                  uint64_t seed,
+                                  const std::function<void(at::Tensor&)>& edit_head = nullptr);
 
 }  // namespace tandem::testing
 
