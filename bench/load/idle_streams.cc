@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "raw_client.h"
 #include "server_process.h"
 #include "tandem/fingerprint.h"
@@ -38,29 +38,6 @@ struct Row {
   ProcessSample before, with, after;
 };
 
-// Polls the server's stream gauge until it reads `n` (false after `timeout`).
-bool WaitForStreams(const std::string& address, int n, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (MetricValue(ServerMetricsText(address), "tandem_streams_active") == n) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return false;
-}
-
-// Samples until two samples 500 ms apart agree on the thread count (or 10 s).
-ProcessSample Settled(pid_t pid) {
-  ProcessSample last = SampleProcess(pid).value_or(ProcessSample{});
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(500));
-    ProcessSample now = SampleProcess(pid).value_or(ProcessSample{});
-    if (now.threads == last.threads) return now;
-    last = now;
-  }
-  return last;
-}
-
 absl::StatusOr<Row> Measure(const std::string& binary, const std::vector<std::string>& args,
                             uint64_t fingerprint, const std::string& kind, int n) {
   ServerProcess server(binary, args);
@@ -68,7 +45,7 @@ absl::StatusOr<Row> Measure(const std::string& binary, const std::vector<std::st
   Row row;
   row.kind = kind;
   row.streams = n;
-  row.before = Settled(server.pid());
+  row.before = SettledSample(server.pid());
   std::vector<std::unique_ptr<e2e::RawClient>> clients;
   for (int i = 0; i < n; ++i) {
     clients.push_back(std::make_unique<e2e::RawClient>(server.address()));
@@ -89,19 +66,19 @@ absl::StatusOr<Row> Measure(const std::string& binary, const std::vector<std::st
       if (!c->Read(&reply)) return absl::UnavailableError("a stream ended before its Ack");
     }
   }
-  if (!WaitForStreams(server.address(), n, absl::Seconds(60))) {
+  if (!WaitForMetric(server.address(), "tandem_streams_active", n, absl::Seconds(60))) {
     return absl::DeadlineExceededError(absl::StrCat("the server never held ", n, " streams"));
   }
-  row.with = Settled(server.pid());
+  row.with = SettledSample(server.pid());
   for (auto& c : clients) {
     c->Cancel();
     (void)c->Finish();
   }
   clients.clear();
-  if (!WaitForStreams(server.address(), 0, absl::Seconds(60))) {
+  if (!WaitForMetric(server.address(), "tandem_streams_active", 0, absl::Seconds(60))) {
     return absl::DeadlineExceededError("the streams did not end");
   }
-  row.after = Settled(server.pid());
+  row.after = SettledSample(server.pid());
   server.Stop();
   return row;
 }

@@ -332,27 +332,6 @@ SessionResult RunSession(const std::string& address, const std::vector<int32_t>&
   return r;
 }
 
-bool WaitForMetric(const std::string& address, const std::string& name, double value,
-                   absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (MetricValue(ServerMetricsText(address), name) == value) return true;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return false;
-}
-
-ProcessSample SettledSample(pid_t pid) {
-  ProcessSample last = SampleProcess(pid).value_or(ProcessSample{});
-  for (int i = 0; i < 20; ++i) {
-    absl::SleepFor(absl::Milliseconds(500));
-    ProcessSample now = SampleProcess(pid).value_or(ProcessSample{});
-    if (now.threads == last.threads) return now;
-    last = now;
-  }
-  return last;
-}
-
 std::string Row(const std::string& phase, const ProcessSample& s, const std::string& note) {
   return absl::StrFormat("| %s | %d | %.0f | %s |\n", phase, s.threads, s.rss_kib / 1024.0, note);
 }

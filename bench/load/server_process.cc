@@ -43,6 +43,18 @@ absl::StatusOr<ProcessSample> SampleProcess(pid_t pid) {
   return sample;
 }
 
+ProcessSample SettledSample(pid_t pid) {
+  ProcessSample last = SampleProcess(pid).value_or(ProcessSample{});
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(500));
+    ProcessSample now = SampleProcess(pid).value_or(ProcessSample{});
+    if (now.threads == last.threads) return now;
+    last = now;
+  }
+  return last;
+}
+
 ServerProcess::ServerProcess(std::string binary, std::vector<std::string> args)
     : binary_(std::move(binary)),
       args_(std::move(args)),
@@ -126,6 +138,16 @@ double MetricValue(const std::string& text, const std::string& name) {
     if (absl::SimpleAtod(line, &value)) return value;
   }
   return -1;
+}
+
+bool WaitForMetric(const std::string& address, const std::string& name, double value,
+                   absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (MetricValue(ServerMetricsText(address), name) == value) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
 }
 
 }  // namespace tandem::load

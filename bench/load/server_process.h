@@ -26,6 +26,9 @@ struct ProcessSample {
 
 // Threads and VmRSS of process `pid` (NotFound when it is gone).
 absl::StatusOr<ProcessSample> SampleProcess(pid_t pid);
+// Samples `pid` every 500 ms until two samples in a row agree on the thread
+// count, for at most 10 s (then the last sample); a zero sample once it is gone.
+ProcessSample SettledSample(pid_t pid);
 
 class ServerProcess {
  public:
@@ -59,6 +62,9 @@ class ServerProcess {
 // and one unlabelled metric's value from it (-1 when absent).
 std::string ServerMetricsText(const std::string& address);
 double MetricValue(const std::string& text, const std::string& name);
+// Polls the server's metric `name` until it reads `value` (false after `timeout`).
+bool WaitForMetric(const std::string& address, const std::string& name, double value,
+                   absl::Duration timeout);
 
 }  // namespace tandem::load
 
