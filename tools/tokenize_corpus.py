@@ -106,6 +106,9 @@ def main():
     ap.add_argument("--no-verify", action="store_true", help="skip the per-document decode check")
     ap.add_argument("--update-checksums", action="store_true")
     ap.add_argument("--strict", action="store_true", help="exit non-zero on a checksum mismatch")
+    ap.add_argument("--splits", default=",".join(SPLITS),
+                    help="comma-separated file stems under --corpus (the out-of-domain text: "
+                         "--corpus data/ood --splits devil)")
     args = ap.parse_args()
 
     enc = make_encoder(args.tokenizer, args.cli)
@@ -113,7 +116,7 @@ def main():
         sys.exit("tokenize_corpus: the tokenizer has no BOS or EOS token")
     files = {}
     print(f"{'split':6} {'docs':>5} {'bytes':>10} {'tokens':>9} {'bytes/token':>11} {'seconds':>7}")
-    for split in SPLITS:
+    for split in args.splits.split(","):
         t0 = time.time()
         src = os.path.join(args.corpus, f"{split}.txt")
         with open(src, encoding="utf-8", newline="") as f:
@@ -134,13 +137,13 @@ def main():
             sys.exit("tokenize_corpus: token id does not fit in uint16")
         out = os.path.join(args.corpus, f"{split}.bin")
         arr.astype("<u2").tofile(out)
-        files[f"data/corpus/{split}.bin"] = out
+        files[os.path.relpath(out, ROOT)] = out
         print(f"{split:6} {len(docs):5d} {n_bytes:10d} {arr.size:9d} "
               f"{n_bytes / max(n_text_tokens, 1):11.3f} {time.time() - t0:7.1f}")
     print(f"wrote {', '.join(os.path.relpath(p, ROOT) for p in files.values())} "
           f"(uint16 LE; <|begin_of_text|> doc <|end_of_text|> per document)")
     if os.path.abspath(args.corpus) == os.path.abspath(os.path.join(ROOT, "data", "corpus")) \
-            or args.update_checksums:
+            and args.splits == ",".join(SPLITS):
         check_or_update(files, TOKEN_CHECKSUMS, args.update_checksums, args.strict,
                         "the tokenized corpus files", "tools/tokenize_corpus.py")
 

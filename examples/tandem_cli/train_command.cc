@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "commands.h"
+#include "tandem/cpu_features.h"
 #include "tandem/flags.h"
 #include "tandem/threads.h"
 #include "tandem/tokenizer.h"
@@ -22,7 +23,8 @@ constexpr char kHelp[] =
     "  schedule: --steps 8000 --batch 16 --seq-len 256 --lr 2e-3 --warmup 200\n"
     "      --min-lr-ratio 0.1 --weight-decay 0.1 --grad-clip 1.0 --max-minutes 0\n"
     "  early-exit loss: --exit-layers 2,4 --exit-weight 0.3 --exit-stride 4\n"
-    "  --bf16 (autocast; only fast with AVX-512 BF16)  --no-resume  --eval-every 250  --save-every 500\n"
+    "  --precision auto|fp32|bf16 (auto: bf16 autocast where the CPU has AVX512_BF16 or AMX-BF16;\n"
+    "      --bf16 = --precision bf16)  --no-resume  --eval-every 250  --save-every 500\n"
     "  --log-every 10  --seed 1  --threads N\n";
 
 int Fail(const absl::Status& s) {
@@ -45,7 +47,7 @@ int RunTrainCommand(int argc, char** argv) {
       {"train", "valid", "tokenizer", "out", "layers", "hidden", "heads", "kv-heads",
        "intermediate", "context", "rope-theta", "steps", "batch", "seq-len", "lr", "warmup",
        "min-lr-ratio", "weight-decay", "grad-clip", "max-minutes", "exit-layers", "exit-weight", "exit-stride",
-       "eval-every", "save-every", "log-every", "seed", "threads"},
+       "eval-every", "save-every", "log-every", "seed", "threads", "precision"},
       {"help", "bf16", "no-resume"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("train") || !flags->Has("valid") ||
       !flags->Has("tokenizer") || !flags->Has("out")) {
@@ -61,7 +63,11 @@ int RunTrainCommand(int argc, char** argv) {
   o.valid_data = flags->Get("valid");
   o.out_dir = flags->Get("out");
   o.resume = !flags->Has("no-resume");
-  o.bf16_autocast = flags->Has("bf16");
+  auto precision =
+      tandem::ParseComputePrecision(flags->Has("bf16") ? "bf16" : flags->Get("precision", "auto"));
+  if (!precision.ok()) return Fail(precision.status());
+  std::string compute_path;
+  o.bf16_autocast = tandem::UseBf16Autocast(*precision, tandem::HostCpuFeatures(), &compute_path);
   tandem::ModelConfig& c = o.config;
   c.model_type = "llama";
   c.vocab_size = (*tokenizer)->vocab_size();
@@ -126,6 +132,7 @@ int RunTrainCommand(int argc, char** argv) {
                              std::filesystem::copy_options::overwrite_existing, ec);
   if (ec) return Fail(absl::InternalError("copying the tokenizer: " + ec.message()));
 
+  std::fprintf(stderr, "compute: %s\n", compute_path.c_str());
   auto result = tandem::TrainModel(o, [&](const tandem::TrainProgress& p) {
     if (p.step % log_every == 0 || p.valid_loss >= 0) {
       std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s\n",
@@ -143,9 +150,10 @@ int RunTrainCommand(int argc, char** argv) {
     }
   });
   if (!result.ok()) return Fail(result.status());
-  std::printf("trained %lld parameters for %lld steps (%lld tokens) in %s; valid ppl %.2f\n",
+  std::printf("trained %lld parameters for %lld steps (%lld tokens) in %s; valid ppl %.2f; "
+              "compute %s\n",
               static_cast<long long>(result->parameters), static_cast<long long>(result->steps),
               static_cast<long long>(result->tokens_seen), Duration(result->wall_seconds).c_str(),
-              std::exp(result->final_valid_loss));
+              std::exp(result->final_valid_loss), compute_path.c_str());
   return 0;
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "commands.h"
+#include "tandem/cpu_features.h"
 #include "tandem/flags.h"
 #include "tandem/exit_training.h"
 #include "tandem/threads.h"
@@ -16,7 +17,9 @@ namespace {
 constexpr char kHelp[] =
     "usage: tandem train-exits --model DIR --exits 2,4 --train FILE.bin [flags]\n"
     "  --adapter-rank R (0)  --steps N (1000)  --batch B (8)  --seq-len T (256)\n"
-    "  --lr 1e-3  --kl-weight 1.0  --ce-weight 0.2  --max-minutes 0  --bf16\n"
+    "  --lr 1e-3  --kl-weight 1.0  --ce-weight 0.2  --max-minutes 0\n"
+    "  --precision auto|fp32|bf16 (auto: bf16 autocast where the CPU has AVX512_BF16 or AMX-BF16;\n"
+    "      --bf16 = --precision bf16)\n"
     "  --out DIR (default: the model directory)  --log-every 20  --threads N\n";
 
 int Fail(const absl::Status& s) {
@@ -30,7 +33,7 @@ int RunTrainExitsCommand(int argc, char** argv) {
   auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
       {"model", "exits", "train", "adapter-rank", "steps", "batch", "seq-len", "lr", "kl-weight",
-       "ce-weight", "max-minutes", "out", "log-every", "threads", "seed"},
+       "ce-weight", "max-minutes", "out", "log-every", "threads", "seed", "precision"},
       {"help", "bf16"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("exits") ||
       !flags->Has("train")) {
@@ -60,7 +63,11 @@ int RunTrainExitsCommand(int argc, char** argv) {
   o.kl_weight = real("kl-weight", 1.0, 0.0, 1e3);
   o.ce_weight = real("ce-weight", 0.2, 0.0, 1e3);
   o.max_minutes = real("max-minutes", 0.0, 0.0, 1e7);
-  o.bf16_autocast = flags->Has("bf16");
+  auto precision =
+      tandem::ParseComputePrecision(flags->Has("bf16") ? "bf16" : flags->Get("precision", "auto"));
+  if (!precision.ok()) return Fail(precision.status());
+  std::string compute_path;
+  o.bf16_autocast = tandem::UseBf16Autocast(*precision, tandem::HostCpuFeatures(), &compute_path);
   auto seed = flags->GetInt<uint64_t>("seed", 1, 0, std::numeric_limits<uint64_t>::max());
   if (!seed.ok() && status.ok()) status = seed.status();
   o.seed = seed.ok() ? *seed : 1;
@@ -76,6 +83,7 @@ int RunTrainExitsCommand(int argc, char** argv) {
   if (!model.ok()) return Fail(model.status());
   auto heads = tandem::ExitHeads::Create(**model, exits, rank, o.seed);
   if (!heads.ok()) return Fail(heads.status());
+  std::fprintf(stderr, "compute: %s\n", compute_path.c_str());
   auto steps = tandem::TrainExitHeads(**model, **heads, o, [&](const tandem::ExitTrainProgress& p) {
     if (p.step % log_every != 0 && p.step != p.max_steps) return;
     std::fprintf(stderr, "step %lld/%lld  %.0fs", static_cast<long long>(p.step),
@@ -89,7 +97,8 @@ int RunTrainExitsCommand(int argc, char** argv) {
   if (!steps.ok()) return Fail(steps.status());
   const std::string out = flags->Get("out", dir);
   if (absl::Status s = (*heads)->Save(out); !s.ok()) return Fail(s);
-  std::printf("trained exit heads at layers %s for %lld steps; wrote %s\n",
-              flags->Get("exits").c_str(), static_cast<long long>(*steps), out.c_str());
+  std::printf("trained exit heads at layers %s for %lld steps; wrote %s; compute %s\n",
+              flags->Get("exits").c_str(), static_cast<long long>(*steps), out.c_str(),
+              compute_path.c_str());
   return 0;
 }

@@ -79,6 +79,48 @@ TEST(Train, ResumeContinuesFromTheSavedStep) {
   EXPECT_EQ(result->steps, 40);
 }
 
+TEST(Train, ZeroIntervalsMeanOnlyAtTheEnd) {
+  // eval_every = save_every = 0 once divided by zero (SIGFPE) instead.
+  testing::TempDir dir;
+  TrainOptions o = TinyOptions(dir);
+  o.max_steps = 10;
+  o.eval_every = 0;
+  o.save_every = 0;
+  int evals = 0;
+  auto result = TrainModel(o, [&](const TrainProgress& p) {
+    if (p.valid_loss >= 0) ++evals;
+  });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(evals, 1);
+  EXPECT_TRUE(Model::Load(o.out_dir).ok());
+}
+
+TEST(Train, Bf16AutocastFollowsTheFp32LossCurve) {
+  // The same run (seed, data, schedule) in fp32 and with bf16 autocast: the
+  // per-step training losses stay close. bf16 keeps 8 mantissa bits, so the
+  // curves drift apart slowly; the bound is loose enough for that and tight
+  // enough to catch a broken cast (a wrong dtype or lost gradients diverge by
+  // nats, not hundredths). Correctness only: the speed of each path is a
+  // property of the CPU (tandem/cpu_features.h), measured outside tests.
+  std::vector<double> losses[2];
+  for (int bf16 = 0; bf16 < 2; ++bf16) {
+    testing::TempDir dir;
+    TrainOptions o = TinyOptions(dir);
+    o.max_steps = 25;
+    o.eval_every = 0;
+    o.save_every = 0;
+    o.bf16_autocast = bf16 == 1;
+    auto result = TrainModel(o, [&](const TrainProgress& p) { losses[bf16].push_back(p.loss); });
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+  ASSERT_EQ(losses[0].size(), 25u);
+  ASSERT_EQ(losses[1].size(), 25u);
+  EXPECT_LT(losses[0].back(), losses[0].front() - 1.0);  // it learned something
+  for (size_t i = 0; i < losses[0].size(); ++i) {
+    EXPECT_NEAR(losses[1][i], losses[0][i], 0.05 * losses[0][i] + 0.05) << "step " << i + 1;
+  }
+}
+
 TEST(Train, BadInputsAreErrors) {
   testing::TempDir dir;
   TrainOptions o = TinyOptions(dir);

@@ -274,9 +274,11 @@ absl::StatusOr<TrainResult> TrainModel(const TrainOptions& o,
       const bool out_of_time =
           o.max_minutes > 0 && previous_seconds + p.elapsed_seconds > o.max_minutes * 60.0;
       const bool last = step == o.max_steps || out_of_time;
-      if (step % o.eval_every == 0 || last) TANDEM_RETURN_IF_ERROR(validate(&p));
+      if ((o.eval_every > 0 && step % o.eval_every == 0) || last) {
+        TANDEM_RETURN_IF_ERROR(validate(&p));
+      }
       if (on_progress) on_progress(p);
-      if (step % o.save_every == 0 || last) TANDEM_RETURN_IF_ERROR(save());
+      if ((o.save_every > 0 && step % o.save_every == 0) || last) TANDEM_RETURN_IF_ERROR(save());
       result.tokens_seen = step * o.batch_size * o.seq_len;
       if (out_of_time) break;
     }
