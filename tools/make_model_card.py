@@ -9,6 +9,11 @@ perplexity of tests/data/corpus/test_slice.txt).
 usage: tools/make_model_card.py [--model models/tandem-tiny] [--tandem build/examples/tandem]
                                 [--corpus data/corpus] [--train-log data/runs/train.log]
                                 [--exits-log data/runs/train_exits.log] [--split 4]
+                                [--ood data/ood/devil.bin]
+
+The out-of-domain text (--ood) comes from tools/prepare_ood.py and
+tools/tokenize_corpus.py --corpus data/ood --splits devil; the card reports
+the model on it beside the in-domain test split.
 """
 import argparse
 import json
@@ -47,6 +52,22 @@ def training_summary(log_path):
     return final, valid
 
 
+def compute_path(log_path):
+    """The `compute: ...` line `tandem train` / `train-exits` print (bf16 or fp32, and why)."""
+    if not log_path or not os.path.exists(os.path.join(ROOT, log_path)):
+        return "n/a"
+    for line in open(os.path.join(ROOT, log_path)).read().splitlines():
+        if line.startswith("compute: "):
+            return line[len("compute: "):]
+    return "fp32 (the log predates the compute line)"
+
+
+def best_edge_share(calibration_text):
+    """Highest 'edge share X%' over the measures of a `tandem calibrate` table."""
+    shares = [float(x) for x in re.findall(r"edge share ([0-9.]+)%", calibration_text)]
+    return max(shares) if shares else float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/tandem-tiny")
@@ -55,6 +76,11 @@ def main():
     ap.add_argument("--train-log", default="data/runs/train.log")
     ap.add_argument("--exits-log", default="data/runs/train_exits.log")
     ap.add_argument("--split", type=int, default=4)
+    ap.add_argument("--train-compute", default=None,
+                    help="compute path of the base model's run, for logs written before "
+                         "`tandem train` printed its `compute:` line")
+    ap.add_argument("--ood", default="data/ood/devil.bin",
+                    help="out-of-domain held-out tokens (never trained on); '' to skip")
     ap.add_argument("--calibration-log", default="data/runs/calibrate.log",
                     help="output of the `tandem calibrate` run that chose the thresholds; "
                          "re-measured (slow) when absent")
@@ -76,6 +102,21 @@ def main():
                        "--target-agreement", str(exits["thresholds"]["target_agreement"]),
                        "--dry-run"])
     valid_table = "\n".join(l for l in valid_table.splitlines() if not l.startswith("wrote "))
+    ood = None
+    if args.ood and os.path.exists(os.path.join(ROOT, args.ood)):
+        ood = {"path": args.ood,
+               "perplexity": last_json(run([t, "evaluate", "--model", m, "--data", args.ood,
+                                            "--seq-len", str(SEQ_LEN), "--json"])),
+               "exits": last_json(run([t, "calibrate", "--model", m, "--data", args.ood,
+                                       "--seq-len", str(SEQ_LEN), "--apply", "--json"]))}
+    # Edge share at 99% agreement for each split the exits allow (validation).
+    split_rows = []
+    for s_ in sorted(x for x in exits["layers"] if x <= args.split):
+        table = run([t, "calibrate", "--model", m, "--data", f"{c}/valid.bin",
+                     "--seq-len", str(SEQ_LEN), "--split", str(s_),
+                     "--target-agreement", str(exits["thresholds"]["target_agreement"]),
+                     "--dry-run"])
+        split_rows.append((s_, best_edge_share(table)))
     samples = [(p, run([t, "generate", "--model", m, "--prompt", p, "--max-new-tokens", "40"])
                 .strip()) for p in PROMPTS]
     train_final, valid_history = training_summary(args.train_log)
@@ -97,6 +138,9 @@ def main():
         "test_slice": {"path": SLICE, **slice_ppl},
         "test_exits_at_calibrated_thresholds": test_exits,
         "thresholds": exits["thresholds"],
+        "out_of_domain": ood,
+        "compute": {"base_model": args.train_compute or compute_path(args.train_log),
+                    "exit_heads": compute_path(args.exits_log)},
     }
     json.dump(card, open(os.path.join(ROOT, m, "card.json"), "w"), indent=2)
 
@@ -110,6 +154,28 @@ def main():
     sample_text = "\n\n".join(f"**{p}** → {s[len(p):].strip() if s.startswith(p) else s}"
                               for p, s in samples)
     history = "\n".join(f"    {l}" for l in valid_history[-6:])
+    L_ = cfg["num_hidden_layers"]
+    split_text = "\n".join(f"| {s_} of {L_} | {share:.1f}% | {100 * s_ / L_:.0f}% |"
+                           for s_, share in split_rows)
+    if ood:
+        op, oe = ood["perplexity"], ood["exits"]
+        ood_exit_ppl = " / ".join(f"{v:.1f}" for k, v in sorted(op.items())
+                                  if k.startswith("exit_") and k.endswith("_ppl"))
+        tp_exit_ppl = " / ".join(f"{v:.1f}" for k, v in sorted(test_ppl.items())
+                                 if k.startswith("exit_") and k.endswith("_ppl"))
+        ood_text = f"""## Out-of-domain held-out text
+
+`{ood['path']}`: Ambrose Bierce, *The Devil's Dictionary* (1911, public domain;
+Debian's `dict-devil`, `tools/prepare_ood.py`): satirical definitions, never
+seen in training. Same thresholds as above.
+
+| text | tokens | full-model perplexity | exit perplexities | edge share | overall agreement |
+| --- | --- | --- | --- | --- | --- |
+| in-domain test split | {test_exits['tokens']:,} | {test_ppl['full_ppl']:.1f} | {tp_exit_ppl} | {100 * test_exits['edge_share']:.1f}% | {test_exits['agreement']:.4f} |
+| out-of-domain (Devil's Dictionary) | {oe['tokens']:,} | {op['full_ppl']:.1f} | {ood_exit_ppl} | {100 * oe['edge_share']:.1f}% | {oe['agreement']:.4f} |
+"""
+    else:
+        ood_text = "## Out-of-domain held-out text\n\nNot measured (run tools/prepare_ood.py).\n"
     text = f"""# tandem-tiny — model card
 
 *Generated by `tools/make_model_card.py`; every figure below was measured by that
@@ -148,6 +214,7 @@ Commands and recipe: `docs/training.md`.
 - last validation passes:
 {history or '    n/a'}
 - exit heads: `{exits_final or 'n/a'}`
+- compute path: base model {card['compute']['base_model']}; exit heads {card['compute']['exit_heads']}
 
 ## Perplexity on the test split ({test_ppl['tokens']:,} tokens, windows of {SEQ_LEN})
 
@@ -176,6 +243,16 @@ collaborative mode:
 Overall agreement with the full model's greedy token: **{test_exits['agreement']:.4f}**
 (target {th['target_agreement']}).
 
+Thresholds come from a joint search over the exits (exact for two exits; see
+`common/src/exits/threshold_search.h`).
+
+Which split: the edge share at the target agreement (validation split) for each
+split the exits allow, against the share of the model's layers the edge runs:
+
+| split S | edge share | edge compute per token |
+| --- | --- | --- |
+{split_text}
+
 Calibration on the validation split (agreement-vs-coverage curves per exit and
 measure, and the chosen thresholds):
 
@@ -183,6 +260,7 @@ measure, and the chosen thresholds):
 {valid_table.strip()}
 ```
 
+{ood_text}
 ## Greedy samples (`tandem generate --max-new-tokens 40`)
 
 {sample_text}
