@@ -6,6 +6,7 @@
 #ifndef TANDEM_COMMON_SRC_EXITS_THRESHOLD_SEARCH_H_
 #define TANDEM_COMMON_SRC_EXITS_THRESHOLD_SEARCH_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
