@@ -11,9 +11,9 @@
 #define TANDEM_CPU_FEATURES_H_
 
 #include <string>
-#include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace tandem {
 
@@ -32,7 +32,7 @@ struct CpuFeatures {
 };
 
 // Parses the text of /proc/cpuinfo (the first processor's "flags" and "model name").
-CpuFeatures ParseCpuInfo(std::string_view cpuinfo);
+CpuFeatures ParseCpuInfo(absl::string_view cpuinfo);
 
 // This machine's features, read once from /proc/cpuinfo (known = false where
 // there is no such file). Thread-safe.
@@ -44,7 +44,7 @@ const CpuFeatures& HostCpuFeatures();
 enum class ComputePrecision { kAuto, kFp32, kBf16 };
 
 // "auto", "fp32", "bf16" (also "float32", "bfloat16"). InvalidArgument otherwise.
-absl::StatusOr<ComputePrecision> ParseComputePrecision(std::string_view name);
+absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view name);
 
 // Resolves kAuto against `cpu`: true = bf16 autocast. `why` (optional) gets a
 // line for logs and model cards, e.g. "bf16 autocast (auto: CPU has amx_bf16

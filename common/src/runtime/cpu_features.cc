@@ -21,22 +21,22 @@ std::string CpuFeatures::Describe() const {
   return set.empty() ? "none of amx_bf16 avx512_bf16 avx512f avx2" : absl::StrJoin(set, " ");
 }
 
-CpuFeatures ParseCpuInfo(std::string_view cpuinfo) {
+CpuFeatures ParseCpuInfo(absl::string_view cpuinfo) {
   CpuFeatures f;
   bool have_flags = false;
-  for (std::string_view line : absl::StrSplit(cpuinfo, '\n')) {
+  for (absl::string_view line : absl::StrSplit(cpuinfo, '\n')) {
     const size_t colon = line.find(':');
-    if (colon == std::string_view::npos) {
+    if (colon == absl::string_view::npos) {
       if (have_flags) break;  // the end of the first processor's block
       continue;
     }
-    const std::string_view key = absl::StripAsciiWhitespace(line.substr(0, colon));
-    const std::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+    const absl::string_view key = absl::StripAsciiWhitespace(line.substr(0, colon));
+    const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
     if (key == "model name" && f.model_name.empty()) {
       f.model_name = std::string(value);
     } else if ((key == "flags" || key == "Features") && !have_flags) {
       have_flags = true;
-      for (std::string_view flag : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
+      for (absl::string_view flag : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
         if (flag == "avx2") f.avx2 = true;
         if (flag == "avx512f") f.avx512f = true;
         if (flag == "avx512_bf16") f.avx512_bf16 = true;
@@ -58,7 +58,7 @@ const CpuFeatures& HostCpuFeatures() {
   return *features;
 }
 
-absl::StatusOr<ComputePrecision> ParseComputePrecision(std::string_view name) {
+absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view name) {
   if (name == "auto") return ComputePrecision::kAuto;
   if (name == "fp32" || name == "float32") return ComputePrecision::kFp32;
   if (name == "bf16" || name == "bfloat16") return ComputePrecision::kBf16;
