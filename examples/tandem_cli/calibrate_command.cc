@@ -14,6 +14,8 @@ namespace {
 constexpr char kHelp[] =
     "usage: tandem calibrate --model DIR --data FILE [--target-agreement 0.99]\n"
     "  [--split S] [--seq-len 256] [--max-tokens N] [--dry-run] [--threads N]\n"
+    "  [--precision fp32|bf16|auto] (default fp32: thresholds hold for the fp32 runtime;\n"
+    "      bf16 autocast is faster on CPUs with AVX512_BF16/AMX, for quick sweeps)\n"
     "  --apply: do not calibrate; measure the thresholds already in exits.json\n"
     "           (edge share and overall agreement), with --json for tools\n"
     "FILE is a .bin of uint16 ids or a text file (tokenized with the model's tokenizer).\n";
@@ -28,7 +30,8 @@ int Fail(const absl::Status& s) {
 int RunCalibrateCommand(int argc, char** argv) {
   auto flags = tandem::flags::Flags::Parse(
       argc - 1, argv + 1,
-      {"model", "data", "target-agreement", "split", "seq-len", "max-tokens", "threads"},
+      {"model", "data", "target-agreement", "split", "seq-len", "max-tokens", "threads",
+       "precision"},
       {"help", "dry-run", "apply", "json"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("model") || !flags->Has("data")) {
     if (!flags.ok()) std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
@@ -49,6 +52,9 @@ int RunCalibrateCommand(int argc, char** argv) {
   o.max_layer = *split;
   o.seq_len = *seq_len;
   o.max_tokens = *max_tokens;
+  auto precision = tandem::ParseComputePrecision(flags->Get("precision", "fp32"));
+  if (!precision.ok()) return Fail(precision.status());
+  o.precision = *precision;
   tandem::SetComputeThreads(*threads);
   const std::string dir = flags->Get("model");
   auto model = tandem::Model::Load(dir);
@@ -59,7 +65,7 @@ int RunCalibrateCommand(int argc, char** argv) {
   if (!tokens.ok()) return Fail(tokens.status());
   if (flags->Has("apply")) {
     auto r = tandem::EvaluateThresholds(**model, **heads, (*heads)->thresholds(), *tokens,
-                                        o.seq_len, o.max_tokens);
+                                        o.seq_len, o.max_tokens, nullptr, o.precision);
     if (!r.ok()) return Fail(r.status());
     if (flags->Has("json")) {
       std::printf("{\"tokens\": %lld, \"edge_share\": %.6f, \"agreement\": %.6f",

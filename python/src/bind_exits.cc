@@ -154,9 +154,11 @@ TrainExitsResult TrainExits(const std::string& model_dir, const TokenArray& toke
 CalibrationResult CalibrateBinding(const std::string& model_dir, const TokenArray& tokens,
                                    double target_agreement, std::optional<int64_t> split,
                                    int64_t seq_len, int64_t max_tokens, int curve_points,
-                                   bool write, const py::object& on_progress) {
+                                   bool write, const std::string& precision,
+                                   const py::object& on_progress) {
   const std::vector<int32_t> ids = Tokens(tokens);
   CalibrationOptions o;
+  o.precision = ValueOrThrow(ParseComputePrecision(precision));
   o.target_agreement = target_agreement;
   o.max_layer = split.value_or(-1);
   o.seq_len = seq_len;
@@ -182,7 +184,9 @@ CalibrationResult CalibrateBinding(const std::string& model_dir, const TokenArra
 
 PerplexityResult EvaluateBinding(const std::string& model_dir, const TokenArray& tokens,
                                  std::optional<TokenArray> unigram_from, int64_t seq_len,
-                                 int64_t max_tokens, const py::object& on_progress) {
+                                 int64_t max_tokens, const std::string& precision,
+                                 const py::object& on_progress) {
+  const ComputePrecision p = ValueOrThrow(ParseComputePrecision(precision));
   const std::vector<int32_t> ids = Tokens(tokens);
   const std::vector<int32_t> unigram = unigram_from ? Tokens(*unigram_from) : std::vector<int32_t>{};
   PyBridge bridge;
@@ -194,7 +198,7 @@ PerplexityResult EvaluateBinding(const std::string& model_dir, const TokenArray&
       auto loaded = Load(model_dir, /*need_heads=*/false);
       if (!loaded.ok()) return loaded.status();
       return EvaluatePerplexity(*loaded->model, loaded->heads.get(), ids, unigram, seq_len,
-                                max_tokens, progress);
+                                max_tokens, progress, p);
     }();
   }
   return Finish(bridge, std::move(result));
@@ -203,7 +207,9 @@ PerplexityResult EvaluateBinding(const std::string& model_dir, const TokenArray&
 ThresholdEvaluation EvaluateThresholdsBinding(
     const std::string& model_dir, const TokenArray& tokens,
     std::optional<std::map<int64_t, double>> thresholds, std::optional<std::string> measure,
-    int64_t seq_len, int64_t max_tokens, const py::object& on_progress) {
+    int64_t seq_len, int64_t max_tokens, const std::string& precision,
+    const py::object& on_progress) {
+  const ComputePrecision p = ValueOrThrow(ParseComputePrecision(precision));
   const std::vector<int32_t> ids = Tokens(tokens);
   std::optional<ConfidenceMeasure> m;
   if (measure) m = ValueOrThrow(ParseConfidenceMeasure(*measure));
@@ -228,7 +234,7 @@ ThresholdEvaluation EvaluateThresholdsBinding(
       }
       if (m) t.measure = *m;
       return EvaluateThresholds(*loaded->model, *loaded->heads, t, ids, seq_len, max_tokens,
-                                progress);
+                                progress, p);
     }();
   }
   return Finish(bridge, std::move(result));
@@ -380,13 +386,14 @@ void BindExits(py::module_& m) {
         py::arg("out_dir"), py::arg("on_progress"));
   m.def("_calibrate", &CalibrateBinding, py::arg("model_dir"), py::arg("tokens"),
         py::arg("target_agreement"), py::arg("split"), py::arg("seq_len"), py::arg("max_tokens"),
-        py::arg("curve_points"), py::arg("write"), py::arg("on_progress"));
+        py::arg("curve_points"), py::arg("write"), py::arg("precision"),
+        py::arg("on_progress"));
   m.def("_evaluate", &EvaluateBinding, py::arg("model_dir"), py::arg("tokens"),
         py::arg("unigram_from"), py::arg("seq_len"), py::arg("max_tokens"),
-        py::arg("on_progress"));
+        py::arg("precision"), py::arg("on_progress"));
   m.def("_evaluate_thresholds", &EvaluateThresholdsBinding, py::arg("model_dir"),
         py::arg("tokens"), py::arg("thresholds"), py::arg("measure"), py::arg("seq_len"),
-        py::arg("max_tokens"), py::arg("on_progress"));
+        py::arg("max_tokens"), py::arg("precision"), py::arg("on_progress"));
 }
 
 }  // namespace tandem::python

@@ -77,22 +77,27 @@ def train_exits(model_dir: str, data: Data, exits: Sequence[int] = (2, 4), *,
 
 def calibrate(model_dir: str, data: Data, target_agreement: float = 0.99, *,
               split: Optional[int] = None, seq_len: int = 256, max_tokens: int = 0,
-              curve_points: int = 21, write: bool = False,
+              curve_points: int = 21, write: bool = False, precision: str = "fp32",
               on_progress: Optional[Callable[[_tandem.Progress], Optional[bool]]] = None
               ) -> _tandem.CalibrationResult:
     """Chooses exit thresholds so the edge's cascade agrees with the full model.
 
     For each confidence measure (max_prob, margin, neg_entropy) it records every
     exit's standalone curve (coverage and agreement at curve_points thresholds,
-    quantiles of that exit's confidence) and picks thresholds by coordinate
-    ascent over 200 quantiles per exit that maximise the share of tokens decided
-    at the edge while the overall agreement (exited tokens equal to the full
-    model's greedy token; the rest are the full model's own) stays >=
-    target_agreement. Only exits at layers <= split take part (None = all).
+    quantiles of that exit's confidence) and picks thresholds by a joint search
+    over 200 quantiles per exit (exact for two exits) that maximise the share of
+    tokens decided at the edge while the overall agreement (exited tokens equal
+    to the full model's greedy token; the rest are the full model's own) stays
+    >= target_agreement. Only exits at layers <= split take part (None = all).
 
     max_tokens: stop after this many predicted tokens (0 = all of data).
     write: store the best measure's thresholds in model_dir/exits.json (what
       EdgeSession uses by default), as `tandem calibrate` does.
+    precision: 'fp32' (default: the numbers the fp32 runtime will see), 'bf16'
+      (matmuls under bf16 autocast: several times faster on CPUs with
+      AVX512_BF16 or AMX, ~100x slower elsewhere; argmaxes can flip on
+      near-ties, so use it for sweeps, not for thresholds you ship) or 'auto'
+      (bf16 exactly where the CPU makes it fast).
 
     Returns CalibrationResult. Raises ValueError (target outside (0, 1], no exit
     <= split, too little data), NotFoundError (no exit heads), CancelledError,
@@ -100,28 +105,30 @@ def calibrate(model_dir: str, data: Data, target_agreement: float = 0.99, *,
     """
     tokens = load_tokens(data, model_dir)
     return _tandem._calibrate(model_dir, tokens, target_agreement, split, seq_len, max_tokens,
-                              curve_points, write, on_progress)
+                              curve_points, write, precision, on_progress)
 
 
 def evaluate(model_dir: str, data: Data, *, unigram_from: Optional[Data] = None,
-             seq_len: int = 256, max_tokens: int = 0,
+             seq_len: int = 256, max_tokens: int = 0, precision: str = "fp32",
              on_progress: Optional[Callable[[_tandem.Progress], Optional[bool]]] = None
              ) -> _tandem.PerplexityResult:
     """Perplexity of the full model and of every exit head (if the directory has
     heads) on held-out text; with unigram_from, also of an add-one unigram
-    fitted on those ids (a baseline).
+    fitted on those ids (a baseline). precision: as in calibrate().
 
     Returns PerplexityResult (mean NLL in nats and perplexities). Raises
     ValueError, NotFoundError, CancelledError, KeyboardInterrupt.
     """
     tokens = load_tokens(data, model_dir)
     unigram = None if unigram_from is None else load_tokens(unigram_from, model_dir)
-    return _tandem._evaluate(model_dir, tokens, unigram, seq_len, max_tokens, on_progress)
+    return _tandem._evaluate(model_dir, tokens, unigram, seq_len, max_tokens, precision,
+                             on_progress)
 
 
 def evaluate_thresholds(model_dir: str, data: Data,
                         thresholds: Optional[Dict[int, float]] = None, *,
                         measure: Optional[str] = None, seq_len: int = 256, max_tokens: int = 0,
+                        precision: str = "fp32",
                         on_progress: Optional[Callable[[_tandem.Progress], Optional[bool]]] = None
                         ) -> _tandem.ThresholdEvaluation:
     """The edge's cascade at fixed thresholds, teacher-forced on held-out text:
@@ -132,6 +139,7 @@ def evaluate_thresholds(model_dir: str, data: Data,
       Only the listed exits take part.
     measure: 'max_prob', 'margin' or 'neg_entropy' (None = the calibrated one,
       or max_prob for an uncalibrated directory).
+    precision: as in calibrate().
 
     Returns ThresholdEvaluation. Raises ValueError (a layer without a head),
     RuntimeError (no calibrated thresholds and none given), NotFoundError,
@@ -139,4 +147,4 @@ def evaluate_thresholds(model_dir: str, data: Data,
     """
     tokens = load_tokens(data, model_dir)
     return _tandem._evaluate_thresholds(model_dir, tokens, thresholds, measure, seq_len,
-                                        max_tokens, on_progress)
+                                        max_tokens, precision, on_progress)

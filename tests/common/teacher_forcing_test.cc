@@ -76,6 +76,7 @@ TEST(TeacherForced, WindowsAndStatisticsMatchPerWindowForwardPasses) {
                     progress.push_back(p);
                     return true;
                   },
+                  /*bf16_autocast=*/false,
                   [&](const internal::TeacherForcedBatch& b) -> absl::Status {
                     EXPECT_EQ(b.exit_hidden.size(), 2u);
                     auto exit1 = internal::SummarizeRows(*f.model, f.heads.get(), 1,
@@ -147,6 +148,24 @@ TEST(EvaluateThresholds, SameAsTheCascadeOnEveryRow) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->coverage, 0.0);
   EXPECT_EQ(r->agreement, 1.0);
+}
+
+TEST(EvaluatePerplexity, Bf16StaysCloseToFp32) {
+  // bf16 autocast is an opt-in speed path (fast where the CPU has AVX512_BF16
+  // or AMX): same windows and tokens, perplexities within a few percent.
+  Fixture f = Make();
+  const std::vector<int32_t> tokens = Text(17 * 6, 97);
+  auto fp32 = EvaluatePerplexity(*f.model, f.heads.get(), tokens, {}, 16);
+  auto bf16 = EvaluatePerplexity(*f.model, f.heads.get(), tokens, {}, 16, 0, nullptr,
+                                 ComputePrecision::kBf16);
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_EQ(bf16->tokens, fp32->tokens);
+  EXPECT_NEAR(bf16->full_nll, fp32->full_nll, 0.03 * fp32->full_nll);
+  ASSERT_EQ(bf16->exit_nll.size(), fp32->exit_nll.size());
+  for (const auto& [layer, nll] : fp32->exit_nll) {
+    EXPECT_NEAR(bf16->exit_nll.at(layer), nll, 0.03 * nll) << "exit " << layer;
+  }
 }
 
 TEST(TeacherForced, ProgressFalseCancelsAndBadInputIsRefused) {

@@ -22,6 +22,16 @@ def test_evaluate_matches_the_model_card(model_dir, test_slice):
     assert seen[-1].done == seen[-1].total == r.tokens
 
 
+def test_bf16_evaluation_stays_close_and_bad_precision_is_refused(model_dir, test_slice):
+    ids = tandem.load_tokens(test_slice, model_dir)[:2570]
+    fp32 = tandem.evaluate(model_dir, ids, seq_len=256)
+    bf16 = tandem.evaluate(model_dir, ids, seq_len=256, precision="bf16")
+    assert bf16.tokens == fp32.tokens
+    assert bf16.full_perplexity == pytest.approx(fp32.full_perplexity, rel=0.03)
+    with pytest.raises(ValueError, match="precision"):
+        tandem.evaluate(model_dir, ids, seq_len=256, precision="fp8")
+
+
 def test_unigram_baseline(model_dir, test_slice):
     ids = tandem.load_tokens(test_slice, model_dir)
     r = tandem.evaluate(model_dir, ids[:2570], unigram_from=ids, seq_len=256)

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tandem/cpu_features.h"
 #include "tandem/exit_heads.h"
 #include "tandem/model.h"
 #include "tandem/progress.h"
@@ -42,11 +43,18 @@ struct PerplexityResult {
 
 // `tokens`: held-out ids. `unigram_fit`: ids to fit the unigram baseline on
 // (typically the training split); empty = skip the baseline. `heads` may be null.
+// `precision`: kFp32 (the default) computes as the runtime does; kBf16 runs the
+// matmuls under bf16 autocast, several times faster on CPUs with AVX512_BF16
+// or AMX (cpu_features.h) and ~100x slower elsewhere; kAuto picks by the CPU.
+// bf16 changes perplexities slightly and can flip argmaxes on near-ties, so
+// thresholds that must hold at run time are calibrated in fp32.
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const ExitHeads* heads,
                                                     const std::vector<int32_t>& tokens,
                                                     const std::vector<int32_t>& unigram_fit,
                                                     int64_t seq_len, int64_t max_tokens = 0,
-                                                    const ProgressCallback& on_progress = nullptr);
+                                                    const ProgressCallback& on_progress = nullptr,
+                                                    ComputePrecision precision =
+                                                        ComputePrecision::kFp32);
 
 struct CurvePoint {
   double threshold = 0.0;
@@ -84,6 +92,8 @@ struct CalibrationOptions {
   int curve_points = 21;
   // Called after each batch of windows (tokens done / total); false cancels.
   ProgressCallback on_progress;
+  // See EvaluatePerplexity.
+  ComputePrecision precision = ComputePrecision::kFp32;
 };
 
 absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads& heads,
@@ -102,7 +112,9 @@ absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const
                                                        const ExitThresholds& thresholds,
                                                        const std::vector<int32_t>& tokens,
                                                        int64_t seq_len, int64_t max_tokens = 0,
-                                                    const ProgressCallback& on_progress = nullptr);
+                                                    const ProgressCallback& on_progress = nullptr,
+                                                    ComputePrecision precision =
+                                                        ComputePrecision::kFp32);
 
 // A fixed-width text table of curves and chosen thresholds.
 std::string FormatCalibration(const CalibrationResult& result);

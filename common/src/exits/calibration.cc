@@ -43,7 +43,8 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const Ex
                                                     const std::vector<int32_t>& tokens,
                                                     const std::vector<int32_t>& unigram_fit,
                                                     int64_t seq_len, int64_t max_tokens,
-                                                    const ProgressCallback& on_progress) {
+                                                    const ProgressCallback& on_progress,
+                                                    ComputePrecision precision) {
   PerplexityResult r;
   std::vector<int64_t> exits = heads != nullptr ? heads->layers() : std::vector<int64_t>{};
   double full = 0.0;
@@ -62,6 +63,7 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model, const Ex
   double unigram = 0.0;
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, heads, exits, tokens, seq_len, max_tokens, on_progress,
+      UseBf16Autocast(precision, HostCpuFeatures(), nullptr),
       [&](const TeacherForcedBatch& b) -> absl::Status {
         TANDEM_ASSIGN_OR_RETURN(HeadRows f,
                                 SummarizeRows(model, heads, kFinalHead, b.final_hidden, b.targets));
@@ -103,6 +105,7 @@ absl::StatusOr<CalibrationResult> Calibrate(const Model& model, const ExitHeads&
   std::vector<std::vector<std::vector<float>>> conf(kNumMeasures, std::vector<std::vector<float>>(k));
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, &heads, exits, tokens, o.seq_len, o.max_tokens, o.on_progress,
+      UseBf16Autocast(o.precision, HostCpuFeatures(), nullptr),
       [&](const TeacherForcedBatch& b) -> absl::Status {
         TANDEM_ASSIGN_OR_RETURN(HeadRows full,
                                 SummarizeRows(model, &heads, kFinalHead, b.final_hidden, b.targets));
@@ -184,7 +187,8 @@ absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const
                                                        const ExitThresholds& thresholds,
                                                        const std::vector<int32_t>& tokens,
                                                        int64_t seq_len, int64_t max_tokens,
-                                                       const ProgressCallback& on_progress) {
+                                                       const ProgressCallback& on_progress,
+                                                       ComputePrecision precision) {
   std::vector<int64_t> exits;
   std::vector<double> thr;
   for (const auto& [layer, value] : thresholds.by_layer) {
@@ -201,6 +205,7 @@ absl::StatusOr<ThresholdEvaluation> EvaluateThresholds(const Model& model, const
   int64_t wrong = 0;
   TANDEM_RETURN_IF_ERROR(RunTeacherForced(
       model, &heads, exits, tokens, seq_len, max_tokens, on_progress,
+      UseBf16Autocast(precision, HostCpuFeatures(), nullptr),
       [&](const TeacherForcedBatch& b) -> absl::Status {
         // Each head runs only on the rows that reach it, and the full model
         // only on the rows some exit took (the rest are its own tokens): on

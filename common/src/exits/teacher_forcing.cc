@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tandem/status_macros.h"
+#include "training/autocast_scope.h"
 
 namespace tandem::internal {
 namespace {
@@ -125,6 +126,7 @@ absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
                               const std::vector<int64_t>& exits,
                               const std::vector<int32_t>& tokens, int64_t seq_len,
                               int64_t max_tokens, const ProgressCallback& on_progress,
+                              bool bf16_autocast,
                               const std::function<absl::Status(const TeacherForcedBatch&)>& fn) {
   const ModelConfig& c = model.config();
   if (model.layer_begin() != 0 || model.layer_end() != c.num_hidden_layers) {
@@ -158,6 +160,7 @@ absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
   const int64_t total = windows * seq_len;
   try {
     at::InferenceMode guard;
+    AutocastScope autocast(bf16_autocast);
     const at::Tensor positions = at::arange(seq_len, at::kLong);
     for (int64_t w0 = 0; w0 < windows; w0 += per_batch) {
       const int64_t b = std::min(per_batch, windows - w0);

@@ -75,11 +75,14 @@ int64_t TeacherForcedWindows(int64_t tokens, int64_t seq_len, int64_t max_tokens
 // layer and the head; InvalidArgument for a bad seq_len, too few tokens, ids
 // outside the vocabulary; Cancelled when on_progress returns false; Internal
 // for a libtorch failure.
-// `fn` returns a Status; an error ends the pass with it.
+// `fn` returns a Status; an error ends the pass with it. With `bf16_autocast`
+// the body and `fn` run under bf16 autocast (tandem/cpu_features.h: fast only
+// on CPUs with AVX512_BF16 or AMX; argmaxes can differ from fp32 on near-ties).
 absl::Status RunTeacherForced(const Model& model, const ExitHeads* heads,
                               const std::vector<int64_t>& exits,
                               const std::vector<int32_t>& tokens, int64_t seq_len,
                               int64_t max_tokens, const ProgressCallback& on_progress,
+                              bool bf16_autocast,
                               const std::function<absl::Status(const TeacherForcedBatch&)>& fn);
 
 }  // namespace tandem::internal
