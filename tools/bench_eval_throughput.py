@@ -12,6 +12,10 @@ paired per-round ratios against the first binary.
 
     /usr/bin/python3 tools/bench_eval_throughput.py --bin before=/tmp/tandem-old \\
         --bin after=build/examples/tandem --data data/corpus/test.bin --threads 2 --rounds 5
+
+A binary's spec may carry extra flags after a comma, e.g. fp32 against bf16
+autocast with one build:
+    --bin fp32=build/examples/tandem --bin bf16=build/examples/tandem,--precision,bf16
 """
 import argparse
 import json
@@ -30,9 +34,10 @@ COMMANDS = {
 }
 
 
-def run(binary, command, model, data, threads, max_tokens):
+def run(spec, command, model, data, threads, max_tokens):
+    binary, *extra = spec.split(",")
     args = [binary] + COMMANDS[command][:1] + ["--model", model, "--data", data,
-                                                 "--threads", str(threads)]
+                                                 "--threads", str(threads)] + extra
     args += COMMANDS[command][1:]
     if max_tokens:
         args += ["--max-tokens", str(max_tokens)]
@@ -51,7 +56,7 @@ def run(binary, command, model, data, threads, max_tokens):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--bin", action="append", required=True, help="NAME=PATH, repeatable")
+    p.add_argument("--bin", action="append", required=True, help="NAME=PATH[,EXTRA,FLAGS], repeatable")
     p.add_argument("--model", default=os.path.join(ROOT, "models", "tandem-tiny"))
     p.add_argument("--data", default=os.path.join(ROOT, "data", "corpus", "test.bin"))
     p.add_argument("--threads", type=int, default=2)
