@@ -31,7 +31,7 @@ tools/tokenize_corpus.py --corpus data/ood --splits devil
 
 # Exit heads at 2 and 4 (= the split), backbone frozen: KL to the final layer + CE.
 "$T" train-exits --model "$RUN" --exits 2,4 --train data/corpus/train.bin \
-  --adapter-rank 16 --steps 1500 --batch 8 --seq-len 256 --lr 2e-3 --max-minutes 15 \
+  --adapter-rank 16 --steps 1500 --batch 8 --seq-len 256 --lr 2e-3 --max-minutes 12 \
   --precision auto --log-every 20 2>&1 | tee data/runs/train_exits.log
 
 # Thresholds on the validation split for 99% overall agreement, split at 4.
