@@ -112,10 +112,10 @@ def main():
     # Edge share at 99% agreement for each split the exits allow (validation).
     split_rows = []
     for s_ in sorted(x for x in exits["layers"] if x <= args.split):
-        table = run([t, "calibrate", "--model", m, "--data", f"{c}/valid.bin",
-                     "--seq-len", str(SEQ_LEN), "--split", str(s_),
-                     "--target-agreement", str(exits["thresholds"]["target_agreement"]),
-                     "--dry-run"])
+        table = valid_table if s_ == args.split else run(
+            [t, "calibrate", "--model", m, "--data", f"{c}/valid.bin",
+             "--seq-len", str(SEQ_LEN), "--split", str(s_),
+             "--target-agreement", str(exits["thresholds"]["target_agreement"]), "--dry-run"])
         split_rows.append((s_, best_edge_share(table)))
     samples = [(p, run([t, "generate", "--model", m, "--prompt", p, "--max-new-tokens", "40"])
                 .strip()) for p in PROMPTS]
