@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--train-compute", default=None,
                     help="compute path of the base model's run, for logs written before "
                          "`tandem train` printed its `compute:` line")
+    ap.add_argument("--exits-compute", default=None,
+                    help="the same for the exit heads' run (`tandem train-exits`)")
     ap.add_argument("--ood", default="data/ood/devil.bin",
                     help="out-of-domain held-out tokens (never trained on); '' to skip")
     ap.add_argument("--calibration-log", default="data/runs/calibrate.log",
@@ -120,6 +122,16 @@ def main():
     samples = [(p, run([t, "generate", "--model", m, "--prompt", p, "--max-new-tokens", "40"])
                 .strip()) for p in PROMPTS]
     train_final, valid_history = training_summary(args.train_log)
+    # Without the training logs (a re-calibration or re-measurement of a model
+    # trained earlier), the card keeps its previous Training section verbatim:
+    # that section was generated from the logs of the run that made the weights.
+    previous_training = None
+    card_path = os.path.join(ROOT, m, "MODEL_CARD.md")
+    if train_final is None and os.path.exists(card_path):
+        old_card = open(card_path).read()
+        if "\n## Training\n" in old_card:
+            rest = old_card.split("\n## Training\n", 1)[1]
+            previous_training = rest.split("\n## ", 1)[0].strip("\n")
     exits_final, _ = training_summary(args.exits_log)
     if args.exits_log and os.path.exists(os.path.join(ROOT, args.exits_log)):
         exits_final = open(os.path.join(ROOT, args.exits_log)).read().strip().splitlines()[-1]
@@ -140,7 +152,7 @@ def main():
         "thresholds": exits["thresholds"],
         "out_of_domain": ood,
         "compute": {"base_model": args.train_compute or compute_path(args.train_log),
-                    "exit_heads": compute_path(args.exits_log)},
+                    "exit_heads": args.exits_compute or compute_path(args.exits_log)},
     }
     json.dump(card, open(os.path.join(ROOT, m, "card.json"), "w"), indent=2)
 
@@ -154,6 +166,16 @@ def main():
     sample_text = "\n\n".join(f"**{p}** → {s[len(p):].strip() if s.startswith(p) else s}"
                               for p, s in samples)
     history = "\n".join(f"    {l}" for l in valid_history[-6:])
+    if previous_training and "compute path:" not in previous_training:
+        previous_training += (f"\n- compute path: base model {card['compute']['base_model']}; "
+                              f"exit heads {card['compute']['exit_heads']}")
+    training_text = previous_training or f"""Commands and recipe: `docs/training.md`.
+
+- base model: `{train_final or 'n/a'}`
+- last validation passes:
+{history or '    n/a'}
+- exit heads: `{exits_final or 'n/a'}`
+- compute path: base model {card['compute']['base_model']}; exit heads {card['compute']['exit_heads']}"""
     L_ = cfg["num_hidden_layers"]
     split_text = "\n".join(f"| {s_} of {L_} | {share:.1f}% | {100 * s_ / L_:.0f}% |"
                            for s_, share in split_rows)
@@ -208,13 +230,7 @@ test {os.path.getsize(os.path.join(ROOT, c, 'test.bin')) // 2:,}.
 
 ## Training
 
-Commands and recipe: `docs/training.md`.
-
-- base model: `{train_final or 'n/a'}`
-- last validation passes:
-{history or '    n/a'}
-- exit heads: `{exits_final or 'n/a'}`
-- compute path: base model {card['compute']['base_model']}; exit heads {card['compute']['exit_heads']}
+{training_text}
 
 ## Perplexity on the test split ({test_ppl['tokens']:,} tokens, windows of {SEQ_LEN})
 
