@@ -105,10 +105,12 @@ TEST(ThresholdSearchTest, FindsTheLaterExitWhenTheEarlyOneWouldSpendTheBudget) {
     c.agree[1][t] = t < 95 ? 1 : 0;
   }
   const auto cols = c.cols();
-  const std::vector<std::vector<double>> cand = {{0.0, 0.9, kInf}, {0.0, 0.9, kInf}};
+  // Candidates are confidences, as Calibrate makes them: 0.9f, not 0.9.
+  const double high = 0.9f;
+  const std::vector<std::vector<double>> cand = {{0.0, high, kInf}, {0.0, high, kInf}};
   const std::vector<double> thr = JointThresholds(cols, cand, 10.0);
   EXPECT_EQ(thr[0], kInf);
-  EXPECT_EQ(thr[1], 0.9);
+  EXPECT_EQ(thr[1], high);
   EXPECT_EQ(Cascade(cols, thr, nullptr), (std::pair<int64_t, int64_t>{60, 5}));
 }
 
