@@ -16,22 +16,12 @@
 
 #include "loopback.h"
 #include "raw_client.h"
+#include "raw_messages.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
 namespace tandem::e2e {
 namespace {
-
-wire::ClientMessage GoodOpen(const std::string& session_id) {
-  wire::ClientMessage m;
-  wire::Open* open = m.mutable_open();
-  open->set_protocol_version(wire::kProtocolVersion);
-  open->set_model_fingerprint(ShippedCloudModel()->fingerprint());
-  open->set_split(4);
-  open->mutable_codec()->set_format(wire::HIDDEN_FORMAT_FP32);
-  open->set_session_id(session_id);
-  return m;
-}
 
 wire::ClientMessage ContextRows(uint32_t first, int rows, uint32_t epoch = 0) {
   wire::ClientMessage m;
@@ -74,10 +64,10 @@ class BadInput : public ::testing::Test {
 
 TEST_F(BadInput, MissingOrWrongApiKeyIsUnauthenticated) {
   RawClient none(server_->address());
-  none.Send(GoodOpen("session-aaaaaaaaaaaaaaaa"));
+  none.Send(ShippedFp32Open("session-aaaaaaaaaaaaaaaa"));
   EXPECT_EQ(none.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   RawClient wrong(server_->address(), "not-a-key-0000000000");
-  wrong.Send(GoodOpen("session-aaaaaaaaaaaaaaaa"));
+  wrong.Send(ShippedFp32Open("session-aaaaaaaaaaaaaaaa"));
   EXPECT_EQ(wrong.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_GE(server_->stats().auth_failures, 2);
 }
@@ -92,7 +82,7 @@ TEST_F(BadInput, FirstMessageMustBeOpen) {
 
 TEST_F(BadInput, WrongFingerprintOrVersionIsRefused) {
   RawClient c(server_->address(), alice_);
-  wire::ClientMessage open = GoodOpen("session-bbbbbbbbbbbbbbbb");
+  wire::ClientMessage open = ShippedFp32Open("session-bbbbbbbbbbbbbbbb");
   open.mutable_open()->set_model_fingerprint(12345);
   c.Send(open);
   wire::Error error;
@@ -100,7 +90,7 @@ TEST_F(BadInput, WrongFingerprintOrVersionIsRefused) {
   EXPECT_NE(error.message().find("fingerprint"), std::string::npos) << error.message();
 
   RawClient v(server_->address(), alice_);
-  open = GoodOpen("session-bbbbbbbbbbbbbbbb");
+  open = ShippedFp32Open("session-bbbbbbbbbbbbbbbb");
   open.mutable_open()->set_protocol_version(static_cast<wire::ProtocolVersion>(99));
   v.Send(open);
   EXPECT_EQ(v.Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -109,13 +99,13 @@ TEST_F(BadInput, WrongFingerprintOrVersionIsRefused) {
 TEST_F(BadInput, OutOfOrderAndDuplicatePositionsAreRefused) {
   {
     RawClient c(server_->address(), alice_);
-    c.Send(GoodOpen("session-cccccccccccccccc"));
+    c.Send(ShippedFp32Open("session-cccccccccccccccc"));
     c.Send(ContextRows(5, 2));  // expected position 0
     EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
     RawClient c(server_->address(), alice_);
-    c.Send(GoodOpen("session-dddddddddddddddd"));
+    c.Send(ShippedFp32Open("session-dddddddddddddddd"));
     c.Send(ContextRows(0, 3));
     c.Send(ContextRows(1, 2));  // positions 1, 2 again
     EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -132,7 +122,7 @@ TEST_F(BadInput, MalformedHiddenStatesAreRefused) {
   };
   for (size_t i = 0; i < corruptions.size(); ++i) {
     RawClient c(server_->address(), alice_);
-    c.Send(GoodOpen("session-eeeeeeeeeeeeeee" + std::to_string(i)));
+    c.Send(ShippedFp32Open("session-eeeeeeeeeeeeeee" + std::to_string(i)));
     wire::ClientMessage m = ContextRows(0, 2);
     corruptions[i](m.mutable_context()->mutable_hidden());
     c.Send(m);
@@ -140,7 +130,7 @@ TEST_F(BadInput, MalformedHiddenStatesAreRefused) {
   }
   // NaN hidden states.
   RawClient c(server_->address(), alice_);
-  c.Send(GoodOpen("session-ffffffffffffffff"));
+  c.Send(ShippedFp32Open("session-ffffffffffffffff"));
   wire::ClientMessage m;
   m.mutable_context()->set_first_position(0);
   at::Tensor x = at::full({1, 256}, std::numeric_limits<float>::quiet_NaN());
@@ -153,19 +143,19 @@ TEST_F(BadInput, MalformedHiddenStatesAreRefused) {
 
 TEST_F(BadInput, OversizedMessagesAreRefused) {
   RawClient c(server_->address(), alice_);
-  c.Send(GoodOpen("session-gggggggggggggggg"));
+  c.Send(ShippedFp32Open("session-gggggggggggggggg"));
   c.Send(ContextRows(0, 128));  // 128 KB of fp32 rows > the 64 KB limit
   EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 TEST_F(BadInput, AnotherIdentitysSessionIsOffLimits) {
   RawClient owner(server_->address(), alice_);
-  owner.Send(GoodOpen("session-hhhhhhhhhhhhhhhh"));
+  owner.Send(ShippedFp32Open("session-hhhhhhhhhhhhhhhh"));
   wire::ServerMessage reply;
   ASSERT_TRUE(owner.Read(&reply));
   ASSERT_TRUE(reply.has_ack());
   RawClient thief(server_->address(), bob_);
-  thief.Send(GoodOpen("session-hhhhhhhhhhhhhhhh"));
+  thief.Send(ShippedFp32Open("session-hhhhhhhhhhhhhhhh"));
   EXPECT_EQ(thief.Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
   // The owner's session still works.
   owner.Send(ContextRows(0, 2));
@@ -176,7 +166,7 @@ TEST_F(BadInput, AnotherIdentitysSessionIsOffLimits) {
 
 TEST_F(BadInput, BadSessionIdIsRefused) {
   RawClient c(server_->address(), alice_);
-  c.Send(GoodOpen("short"));
+  c.Send(ShippedFp32Open("short"));
   EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
@@ -203,7 +193,7 @@ TEST_F(BadInput, HealthySessionIsUnaffectedByHostileClientsAtTheSameTime) {
   std::thread healthy([&] { ExpectHealthySession(server_->address(), alice_); });
   for (int i = 0; i < 6; ++i) {
     RawClient c(server_->address(), bob_);
-    c.Send(GoodOpen("session-iiiiiiiiiiiiiii" + std::to_string(i)));
+    c.Send(ShippedFp32Open("session-iiiiiiiiiiiiiii" + std::to_string(i)));
     c.Send(ContextRows(7, 1));  // out of order
     EXPECT_EQ(c.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     RawClient g(server_->address(), bob_);

@@ -10,6 +10,7 @@
 
 #include "loopback.h"
 #include "raw_client.h"
+#include "raw_messages.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
@@ -19,23 +20,6 @@ namespace {
 using edge::EdgeSession;
 using edge::TokenInfo;
 using edge::TokenSource;
-
-wire::ClientMessage Open(const std::string& session_id) {
-  wire::ClientMessage m;
-  wire::Open* open = m.mutable_open();
-  open->set_protocol_version(wire::kProtocolVersion);
-  open->set_model_fingerprint(ShippedCloudModel()->fingerprint());
-  open->set_split(4);
-  open->mutable_codec()->set_format(wire::HIDDEN_FORMAT_FP32);
-  open->set_session_id(session_id);
-  return m;
-}
-
-void Encode(const at::Tensor& rows, wire::EncodedHidden* out) {
-  CodecSpec spec;
-  spec.format = HiddenFormat::kFp32;
-  ASSERT_TRUE(wire::EncodeRows(rows, spec, out).ok());
-}
 
 // A thread joined however the test ends.
 class Joined {
@@ -100,19 +84,19 @@ TEST(Drain, AcceptedContinueIsAnsweredBeforeGoingAway) {
   LoggedServer logged;
   ASSERT_NE(logged.server, nullptr);
   RawClient client(logged.server->address());
-  ASSERT_TRUE(client.Send(Open("drain-session-000001")));
+  ASSERT_TRUE(client.Send(ShippedFp32Open("drain-session-000001")));
   wire::ServerMessage m;
   ASSERT_TRUE(client.Read(&m));
   ASSERT_TRUE(m.has_ack());
   // A backlog, so the Continue is likely still queued when the drain begins.
   wire::ClientMessage context;
   context.mutable_context()->set_first_position(0);
-  Encode(at::randn({500, 256}), context.mutable_context()->mutable_hidden());
+  EncodeFp32(at::randn({500, 256}), context.mutable_context()->mutable_hidden());
   ASSERT_TRUE(client.Send(context));
   wire::ClientMessage request;
   request.mutable_continue_()->set_position(500);
   request.mutable_continue_()->set_request_id(3);
-  Encode(at::randn({1, 256}), request.mutable_continue_()->mutable_hidden());
+  EncodeFp32(at::randn({1, 256}), request.mutable_continue_()->mutable_hidden());
   ASSERT_TRUE(client.Send(request));
   // Accepted: its row is queued or has run (received is not enough).
   auto accepted = [&] {
@@ -159,7 +143,7 @@ TEST(Drain, AClientThatIgnoresGoingAwayIsCutAtTheDeadline) {
   LoggedServer logged;
   ASSERT_NE(logged.server, nullptr);
   RawClient client(logged.server->address());
-  ASSERT_TRUE(client.Send(Open("drain-session-000002")));
+  ASSERT_TRUE(client.Send(ShippedFp32Open("drain-session-000002")));
   wire::ServerMessage m;
   ASSERT_TRUE(client.Read(&m));
   ASSERT_TRUE(m.has_ack());

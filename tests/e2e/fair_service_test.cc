@@ -13,6 +13,7 @@
 
 #include "loopback.h"
 #include "raw_client.h"
+#include "raw_messages.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
@@ -22,27 +23,10 @@ namespace {
 constexpr int kFlooders = 30;
 constexpr int kFloodRows = 511;
 
-wire::ClientMessage Open(const std::string& session_id) {
-  wire::ClientMessage m;
-  wire::Open* open = m.mutable_open();
-  open->set_protocol_version(wire::kProtocolVersion);
-  open->set_model_fingerprint(ShippedCloudModel()->fingerprint());
-  open->set_split(4);
-  open->mutable_codec()->set_format(wire::HIDDEN_FORMAT_FP32);
-  open->set_session_id(session_id);
-  return m;
-}
-
-void Encode(const at::Tensor& rows, wire::EncodedHidden* out) {
-  CodecSpec spec;
-  spec.format = HiddenFormat::kFp32;
-  ASSERT_TRUE(wire::EncodeRows(rows, spec, out).ok());
-}
-
 wire::ClientMessage Context(uint32_t first, const at::Tensor& rows) {
   wire::ClientMessage m;
   m.mutable_context()->set_first_position(first);
-  Encode(rows, m.mutable_context()->mutable_hidden());
+  EncodeFp32(rows, m.mutable_context()->mutable_hidden());
   return m;
 }
 
@@ -51,7 +35,7 @@ wire::ClientMessage Continue(uint32_t position, const at::Tensor& row, uint64_t 
   wire::Continue* c = m.mutable_continue_();
   c->set_position(position);
   c->set_request_id(request_id);
-  Encode(row.view({1, -1}), c->mutable_hidden());
+  EncodeFp32(row.view({1, -1}), c->mutable_hidden());
   return m;
 }
 
@@ -89,7 +73,7 @@ TEST(FairService, FloodingClientsThatDisconnectDoNotDelayAHealthySession) {
   for (int i = 0; i < kFlooders; ++i) {
     flood.push_back(std::make_unique<RawClient>(server->address()));
     RawClient& c = *flood.back();
-    ASSERT_TRUE(c.Send(Open("flooding-client-" + std::to_string(100 + i))));
+    ASSERT_TRUE(c.Send(ShippedFp32Open("flooding-client-" + std::to_string(100 + i))));
     wire::ServerMessage m;
     ASSERT_TRUE(ReadUntil(c, wire::ServerMessage::kAck, &m));
     ASSERT_TRUE(c.Send(Context(0, flood_rows.narrow(0, 0, kFloodRows))));
@@ -101,7 +85,7 @@ TEST(FairService, FloodingClientsThatDisconnectDoNotDelayAHealthySession) {
   const std::vector<int32_t> prompt = Prompts(1, 16)[0];
   const at::Tensor rows = PromptRows(prompt);
   RawClient healthy(server->address());
-  ASSERT_TRUE(healthy.Send(Open("healthy-session-0001")));
+  ASSERT_TRUE(healthy.Send(ShippedFp32Open("healthy-session-0001")));
   wire::ServerMessage m;
   ASSERT_TRUE(ReadUntil(healthy, wire::ServerMessage::kAck, &m));
   ASSERT_TRUE(healthy.Send(Context(0, rows.narrow(0, 0, 15))));
@@ -168,7 +152,7 @@ TEST(FairService, QuotaRefusalsAreResourceExhaustedAndCounted) {
   auto server = StartServer(options);
   ASSERT_NE(server, nullptr);
   RawClient client(server->address());
-  ASSERT_TRUE(client.Send(Open("quota-session-00001")));
+  ASSERT_TRUE(client.Send(ShippedFp32Open("quota-session-00001")));
   wire::ServerMessage m;
   ASSERT_TRUE(ReadUntil(client, wire::ServerMessage::kAck, &m));
   ASSERT_TRUE(client.Send(Context(0, at::randn({101, 256}))));

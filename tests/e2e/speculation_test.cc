@@ -9,6 +9,7 @@
 
 #include "loopback.h"
 #include "raw_client.h"
+#include "raw_messages.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
@@ -16,17 +17,6 @@ namespace tandem::e2e {
 namespace {
 
 constexpr int kSplit = 4;
-
-wire::ClientMessage Open(const std::string& session_id) {
-  wire::ClientMessage m;
-  wire::Open* open = m.mutable_open();
-  open->set_protocol_version(wire::kProtocolVersion);
-  open->set_model_fingerprint(ShippedCloudModel()->fingerprint());
-  open->set_split(kSplit);
-  open->mutable_codec()->set_format(wire::HIDDEN_FORMAT_FP32);
-  open->set_session_id(session_id);
-  return m;
-}
 
 // The shipped model's rows at S for `ids` (what the edge uploads).
 at::Tensor RowsAtSplit(const std::vector<int32_t>& ids) {
@@ -41,19 +31,13 @@ at::Tensor RowsAtSplit(const std::vector<int32_t>& ids) {
   return out->clone();
 }
 
-void Encode(const at::Tensor& rows, wire::EncodedHidden* out) {
-  CodecSpec spec;
-  spec.format = HiddenFormat::kFp32;
-  ASSERT_TRUE(wire::EncodeRows(rows, spec, out).ok());
-}
-
 wire::ClientMessage Context(const at::Tensor& rows, int64_t first, int64_t count,
                             uint32_t branch) {
   wire::ClientMessage m;
   wire::Context* c = m.mutable_context();
   c->set_first_position(static_cast<uint32_t>(first));
   c->set_branch(branch);
-  Encode(rows.narrow(0, first, count), c->mutable_hidden());
+  EncodeFp32(rows.narrow(0, first, count), c->mutable_hidden());
   return m;
 }
 
@@ -66,7 +50,7 @@ wire::ClientMessage Continue(const at::Tensor& rows, int64_t position, uint64_t 
   c->set_request_id(request_id);
   c->set_position(static_cast<uint32_t>(position));
   c->set_branch(branch);
-  Encode(rows.narrow(0, position, 1), c->mutable_hidden());
+  EncodeFp32(rows.narrow(0, position, 1), c->mutable_hidden());
   if (draft >= 0) c->mutable_draft()->set_token_id(draft);
   return m;
 }
@@ -96,7 +80,7 @@ class Speculation : public ::testing::Test {
   }
   // Opens `id` and uploads the prompt's rows but the last one.
   void OpenWithPrompt(RawClient& client, const std::string& id) {
-    client.Send(Open(id));
+    client.Send(ShippedFp32Open(id, kSplit));
     wire::ServerMessage ack = Next(client);
     ASSERT_TRUE(ack.has_ack()) << ack.DebugString();
     EXPECT_EQ(ack.ack().branch(), 0u);

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "loopback.h"
 #include "raw_client.h"
+#include "raw_messages.h"
 #include "tandem/wire/tandem.grpc.pb.h"
 #include "wire_convert.h"
 
@@ -22,13 +23,8 @@ namespace tandem::e2e {
 namespace {
 
 wire::ClientMessage Open(const std::string& session_id) {
-  wire::ClientMessage m;
+  wire::ClientMessage m = ShippedFp32Open(session_id);
   wire::Open* open = m.mutable_open();
-  open->set_protocol_version(wire::kProtocolVersion);
-  open->set_model_fingerprint(ShippedCloudModel()->fingerprint());
-  open->set_split(4);
-  open->mutable_codec()->set_format(wire::HIDDEN_FORMAT_FP32);
-  open->set_session_id(session_id);
   open->set_capacity(64);
   return m;
 }
