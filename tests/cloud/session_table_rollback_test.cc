@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "chunk_rows.h"
 #include "cloud_fixture.h"
 #include "core/batch_runner.h"
 #include "core/session_table.h"
@@ -16,14 +17,7 @@ using testing::FullGreedy;
 using testing::MakeSplitModel;
 using testing::Outcome;
 using testing::Prompt;
-
-Chunk Rows(int64_t first, const at::Tensor& rows) {
-  Chunk c;
-  c.first = first;
-  c.rows = rows.size(0);
-  c.hidden = rows.clone();
-  return c;
-}
+using testing::Rows;
 
 Chunk Continue(int64_t position, const at::Tensor& row, int32_t draft, Outcome* outcome) {
   Chunk c = Rows(position, row.view({1, -1}));
